@@ -1,0 +1,65 @@
+"""Run identity: a hash of the canonical config.
+
+The canonical form keeps only values that differ from their defaults, recursively, with sorted
+keys. Adding a field with a default that changes nothing therefore keeps every old id; ``name``
+and ``seed`` are excluded (a label and a replicate index, not a different experiment).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+from sparseflow.config.schema import ExperimentConfig
+
+#: Top-level fields that never enter the id.
+_NOT_IDENTITY = frozenset({"name", "seed"})
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return {k: _jsonable(v) for k, v in value.model_dump().items()}
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def non_default(model: BaseModel) -> dict[str, Any]:
+    """The fields of ``model`` whose values differ from the field defaults, recursively."""
+    out: dict[str, Any] = {}
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            sub = non_default(value)
+            if sub:
+                out[name] = sub
+            continue
+        default = field.get_default(call_default_factory=True)
+        if _jsonable(value) != _jsonable(default):
+            out[name] = _jsonable(value)
+    return out
+
+
+def canonical(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The canonical (non-default, id-relevant) form of an experiment config."""
+    return {k: v for k, v in non_default(cfg).items() if k not in _NOT_IDENTITY}
+
+
+def canonical_json(cfg: ExperimentConfig) -> str:
+    """Canonical form as compact JSON with sorted keys (the bytes that are hashed)."""
+    return json.dumps(canonical(cfg), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def config_id(cfg: ExperimentConfig) -> str:
+    """12 hex digits of the SHA-256 of the canonical JSON; identical for all seeds."""
+    return hashlib.sha256(canonical_json(cfg).encode()).hexdigest()[:12]
+
+
+def run_name(cfg: ExperimentConfig) -> str:
+    """Directory name of one run: ``<config id>-s<seed>``."""
+    return f"{config_id(cfg)}-s{cfg.seed}"

@@ -1,0 +1,119 @@
+"""Loading configs from YAML, applying dotted overrides, and turning validation errors into
+one-line messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from sparseflow.config.schema import ExperimentConfig
+from sparseflow.errors import ConfigError
+from sparseflow.registry import closest
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML mapping; ConfigError with line/column on syntax errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} not found; check the path")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"YAML syntax error in {p}{where}: {problem}; fix the file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p} must hold a mapping of config sections, not {type(data).__name__}")
+    return data
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value with YAML rules (``0.1`` → float, ``true`` → bool, ``[1,2]``)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(data: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    """Return a copy of nested ``data`` with ``dotted`` (e.g. ``optim.lr``) set to ``value``."""
+    keys = dotted.split(".")
+    if not all(keys):
+        raise ConfigError(f"override key {dotted!r} is malformed; use e.g. optim.lr=0.1")
+    out = dict(data)
+    node = out
+    for k in keys[:-1]:
+        child = node.get(k)
+        child = dict(child) if isinstance(child, dict) else {}
+        node[k] = child
+        node = child
+    node[keys[-1]] = value
+    return out
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    """Split ``key=value`` strings; ConfigError on a missing ``=``."""
+    pairs = []
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not key=value; use e.g. --set optim.lr=0.1")
+        pairs.append((key.strip(), parse_value(val)))
+    return pairs
+
+
+def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Valid field names at ``loc`` (the parent of the offending key)."""
+    cls: Any = model
+    for part in loc:
+        field = cls.model_fields.get(part) if isinstance(part, str) else None
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        cls = ann
+    return list(cls.model_fields)
+
+
+def validation_message(exc: ValidationError, model: type[BaseModel] = ExperimentConfig) -> str:
+    """One line describing the first validation error, with the fix."""
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    key = ".".join(str(p) for p in loc)
+    if err["type"] == "extra_forbidden":
+        names = _field_names(model, loc[:-1])
+        hint = closest(str(loc[-1]), names)
+        guess = f"; did you mean {'.'.join([*map(str, loc[:-1]), hint])!r}?" if hint else ""
+        return f"unknown config key {key!r}{guess} Valid keys here: {', '.join(names)}"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"invalid {key} = {err.get('input')!r}: {msg}"
+
+
+def build_config(data: dict[str, Any], overrides: list[str] | None = None,
+                 seed: int | None = None) -> ExperimentConfig:
+    """Validate ``data`` (plus dotted overrides and an optional seed) into an ExperimentConfig."""
+    for key, value in parse_overrides(overrides or []):
+        data = apply_override(data, key, value)
+    if seed is not None:
+        data = {**data, "seed": seed}
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None,
+                seed: int | None = None) -> ExperimentConfig:
+    """Load a YAML config (or the defaults when ``path`` is None) with overrides applied."""
+    data = read_yaml(path) if path is not None else {}
+    return build_config(data, overrides, seed)
+
+
+def dump_config(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The full resolved config as plain JSON-able data."""
+    return cfg.model_dump(mode="json")

@@ -1,0 +1,218 @@
+"""The experiment configuration: one frozen model per component kind.
+
+Every field carries its help text (the README's config reference is generated from it) and is
+validated at construction. Defaults never change meaning: a new field gets a default that
+reproduces the old behaviour, so run ids of old configs survive (see :mod:`.identity`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from sparseflow.config.base import FrozenConfig, registered
+
+
+def _name_of(kind: str) -> AfterValidator:
+    return AfterValidator(lambda v: registered(kind, v))
+
+
+DatasetName = Annotated[str, _name_of("datasets")]
+ModelName = Annotated[str, _name_of("models")]
+ActivationName = Annotated[str, _name_of("activations")]
+InitName = Annotated[str, _name_of("inits")]
+MaskerName = Annotated[str, _name_of("maskers")]
+OptimizerName = Annotated[str, _name_of("optimizers")]
+ScheduleName = Annotated[str, _name_of("schedules")]
+
+
+class DataConfig(FrozenConfig):
+    """Which dataset, how it is split, normalized and augmented."""
+
+    name: DatasetName = Field("mnist1d", description="Dataset name (`sparseflow list datasets`).")
+    root: str | None = Field(
+        None,
+        description="Folder holding the dataset files; None searches $SPARSEFLOW_DATA, the "
+        "user data dir and the system dataset folders.",
+    )
+    num_samples: int = Field(
+        5000, gt=0, description="mnist1d only: samples generated (80% train, 20% test)."
+    )
+    val_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Fraction of the training split held out for validation."
+    )
+    split_seed: int = Field(
+        0, description="Seed of the train/validation split (fixed across run seeds)."
+    )
+    train_subset: int | None = Field(
+        None, gt=0, description="Keep only this many training examples (after the split)."
+    )
+    normalize: bool = Field(
+        True, description="Standardize inputs per channel with training-split statistics."
+    )
+    augment: bool = Field(
+        False,
+        description="Batched, seeded augmentation of training batches: random crop with "
+        "padding (+ horizontal flip where the dataset allows) for images, random shift for mnist1d.",
+    )
+    aug_pad: int | None = Field(
+        None, ge=0, description="Crop padding / maximum shift in pixels; None = dataset default."
+    )
+    aug_flip: bool | None = Field(
+        None, description="Random horizontal flip; None = dataset default (off for digits)."
+    )
+
+
+
+class ModelConfig(FrozenConfig):
+    """A width-parametrized model family."""
+
+    name: ModelName = Field("mlp", description="Model family (`sparseflow list models`).")
+    width: int = Field(128, gt=0, description="Width: units per hidden layer (MLP).")
+    hidden_layers: int = Field(2, ge=1, description="Number of hidden layers (MLP).")
+    activation: ActivationName = Field("relu", description="Activation (`sparseflow list activations`).")
+    batchnorm: bool = Field(False, description="BatchNorm after each hidden linear layer.")
+    skip: bool = Field(
+        False, description="Residual additions between equal-width consecutive hidden layers."
+    )
+    init: InitName = Field(
+        "kaiming_normal", description="Weight initialization (`sparseflow list inits`)."
+    )
+    bias: bool = Field(True, description="Linear layers have biases (initialized to zero).")
+
+
+
+class SparsityConfig(FrozenConfig):
+    """The fixed mask of a sparse run. density = 1 with no counts means a dense run."""
+
+    masker: MaskerName = Field("random", description="How the mask is drawn (`sparseflow list maskers`).")
+    density: float = Field(
+        1.0, gt=0.0, le=1.0, description="Fraction of each prunable weight kept, in (0, 1]."
+    )
+    layer_densities: dict[str, float] | None = Field(
+        None, description="Per-layer density overriding `density` (parameter name → density)."
+    )
+    layer_counts: dict[str, int] | None = Field(
+        None, description="Exact active weights per layer (parameter name → count)."
+    )
+
+
+    @field_validator("layer_densities")
+    @classmethod
+    def _densities_in_range(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        for name, d in (v or {}).items():
+            if not 0.0 < d <= 1.0:
+                raise ValueError(f"density of layer {name!r} is {d}; it must be in (0, 1]")
+        return v
+
+    @field_validator("layer_counts")
+    @classmethod
+    def _counts_positive(cls, v: dict[str, int] | None) -> dict[str, int] | None:
+        for name, c in (v or {}).items():
+            if c < 1:
+                raise ValueError(f"count of layer {name!r} is {c}; it must be ≥ 1")
+        return v
+
+    @property
+    def is_sparse(self) -> bool:
+        """True when this config asks for a mask."""
+        return self.density < 1.0 or bool(self.layer_densities) or bool(self.layer_counts)
+
+
+class ScheduleConfig(FrozenConfig):
+    """Learning-rate schedule, evaluated every step as a function of the epoch (fractional)."""
+
+    name: ScheduleName = Field("constant", description="Schedule (`sparseflow list schedules`).")
+    warmup_epochs: float = Field(
+        0.0, ge=0.0, description="Linear warmup from 0 over this many epochs (any schedule)."
+    )
+    step_size: int = Field(30, gt=0, description="step: epochs between decays.")
+    gamma: float = Field(0.1, gt=0.0, description="step: decay factor.")
+    min_factor: float = Field(0.0, ge=0.0, le=1.0, description="cosine: final lr / base lr.")
+
+
+
+class OptimConfig(FrozenConfig):
+    """Optimizer and its hyperparameters (unused ones are ignored by optimizers that lack them)."""
+
+    name: OptimizerName = Field("sgd", description="Optimizer (`sparseflow list optimizers`).")
+    lr: float = Field(0.01, gt=0.0, description="Base learning rate.")
+    momentum: float | None = Field(
+        None, ge=0.0, lt=1.0, description="Momentum; None = the optimizer's default (0.9 for "
+        "momentum/nesterov, 0 for rmsprop)."
+    )
+    betas: tuple[float, float] = Field((0.9, 0.999), description="adam/adamw: (β1, β2).")
+    eps: float = Field(1e-8, gt=0.0, description="Denominator epsilon of adaptive optimizers.")
+    alpha: float = Field(0.99, gt=0.0, lt=1.0, description="rmsprop: smoothing constant.")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError(f"betas {v} must each be in [0, 1)")
+        return v
+
+
+class RegularizationConfig(FrozenConfig):
+    """Explicit regularizers. Normalization and skips live in the model config."""
+
+    l2: float = Field(
+        0.0, ge=0.0, description="Coupled L2: λ·w added to each weight's gradient (the paper's L2)."
+    )
+    weight_decay: float = Field(
+        0.0, ge=0.0, description="Decoupled weight decay: w ← w − lr·wd·w before each step."
+    )
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout after each hidden layer.")
+    l2_on_all: bool = Field(
+        False, description="Apply L2/weight decay to biases and norm parameters too."
+    )
+
+
+class EarlyStoppingConfig(FrozenConfig):
+    """'Train until convergence': stop when validation loss stops improving."""
+
+    enabled: bool = Field(False, description="Stop early on validation loss.")
+    patience: int = Field(10, ge=1, description="Epochs without improvement before stopping.")
+    min_delta: float = Field(0.0, ge=0.0, description="Improvement smaller than this is none.")
+    restore_best: bool = Field(True, description="Final weights are the best validation epoch's.")
+
+
+class TrainConfig(FrozenConfig):
+    """The training loop."""
+
+    epochs: int = Field(20, ge=1, description="Epochs (the cap when early stopping is on).")
+    batch_size: int = Field(128, ge=1, description="Training batch size.")
+    eval_batch_size: int = Field(2048, ge=1, description="Batch size for evaluation.")
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where to train.")
+    drop_last: bool = Field(False, description="Drop the last incomplete training batch.")
+
+
+class ExperimentConfig(FrozenConfig):
+    """One training run: data, model, sparsity, optimizer, regularization, loop and seed.
+
+    ``name`` and ``seed`` do not enter the run id: the name is a label and seeds are replicates.
+    """
+
+    name: str = Field("experiment", description="Label shown in outputs (not part of the id).")
+    seed: int = Field(0, ge=0, description="Replicate seed (not part of the id).")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    sparsity: SparsityConfig = Field(default_factory=SparsityConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        if self.sparsity.layer_densities and self.sparsity.layer_counts:
+            raise ValueError("give sparsity.layer_densities or sparsity.layer_counts, not both")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """'sparse' or 'dense'."""
+        return "sparse" if self.sparsity.is_sparse else "dense"
