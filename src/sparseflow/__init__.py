@@ -1,8 +1,4 @@
-"""sparseflow: study and improve how sparse neural networks train.
-
-Importing the package registers every built-in component (datasets, models, activations,
-inits, maskers, optimizers, schedules), so configs can validate names at construction.
-"""
+"""sparseflow: study and improve how sparse neural networks train."""
 
 from __future__ import annotations
 

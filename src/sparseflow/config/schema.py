@@ -191,6 +191,24 @@ class TrainConfig(FrozenConfig):
     drop_last: bool = Field(False, description="Drop the last incomplete training batch.")
 
 
+class GradFlowConfig(FrozenConfig):
+    """Gradient-flow measurement during training. Measuring never changes training."""
+
+    enabled: bool = Field(True, description="Measure gradient flow (EGF and standard measures).")
+    points: int = Field(
+        11, ge=2, description="Probe points: before the first update, then evenly spaced "
+        "epochs up to the last (the paper: 11)."
+    )
+    probe_set: Literal["fixed", "full", "batch"] = Field(
+        "fixed", description="fixed: probe_size training examples drawn once per run; full: "
+        "the whole training split; batch: the current training batch."
+    )
+    probe_size: int = Field(1000, gt=0, description="Examples in the fixed probe set.")
+    include_all: bool = Field(
+        False, description="Count biases and normalization parameters as layers too."
+    )
+
+
 class ExperimentConfig(FrozenConfig):
     """One training run: data, model, sparsity, optimizer, regularization, loop and seed.
 
@@ -205,6 +223,7 @@ class ExperimentConfig(FrozenConfig):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    gradflow: GradFlowConfig = Field(default_factory=GradFlowConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:

@@ -1,0 +1,5 @@
+"""``python -m sparseflow`` runs the command line."""
+
+from sparseflow.cli import main
+
+main()

@@ -1,0 +1,62 @@
+"""Entry point: the typer app and the error boundary.
+
+Every error caused by input becomes one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer.exceptions import TyperException
+
+from sparseflow.errors import SparseflowError
+
+app = typer.Typer(
+    name="sparseflow",
+    help="Study and improve how sparse neural networks train.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register_commands() -> None:
+    # Imported here so `sparseflow --help` stays fast and commands register exactly once.
+    from sparseflow.cli import demo_cmd, list_cmd, train_cmd
+
+    demo_cmd.register(app)
+    train_cmd.register(app)
+    list_cmd.register(app)
+
+
+_register_commands()
+
+
+def fail(message: str) -> None:
+    """Print one error line and exit with code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; input errors exit 2 with one line, Ctrl-C exits 130."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except SparseflowError as exc:
+        fail(str(exc))
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except TyperException as exc:  # usage errors: unknown option, missing argument, ...
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            print(ctx.get_help())
+            raise SystemExit(0) from None
+        cmd = ctx.command_path if ctx is not None else "sparseflow"
+        fail(f"{exc.format_message()} (see `{cmd} --help`)")
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -1,0 +1,100 @@
+"""Maskers: functions that draw a :class:`Mask` for a model with exact per-layer counts.
+
+Every masker has the signature ``masker(params, counts, generator) -> Mask`` where ``params``
+maps prunable weight names to tensors (the model's initial weights) and ``counts`` maps each
+name to the exact number of weights to keep. Layer-wise maskers honour ``counts`` exactly;
+``global_magnitude`` honours only their sum (one global budget), which is its point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from sparseflow.errors import ConfigError
+from sparseflow.registry import MASKERS
+from sparseflow.sparsity.mask import Mask
+
+
+def _keep_top(scores: Tensor, k: int) -> Tensor:
+    """Bool tensor (shape of ``scores``) with True at the k largest scores; ties by index."""
+    flat = scores.reshape(-1)
+    # topk on a stable sort key: ties broken by lower index, so results do not depend on
+    # the sort implementation.
+    order = torch.sort(flat, descending=True, stable=True).indices[:k]
+    keep = torch.zeros(flat.numel(), dtype=torch.bool)
+    keep[order] = True
+    return keep.reshape(scores.shape)
+
+
+@MASKERS.register("random")
+def random_masker(params: Mapping[str, Tensor], counts: Mapping[str, int],
+                  generator: torch.Generator) -> Mask:
+    """Uniformly random mask with exactly the requested count per layer (pruning at init)."""
+    out = {}
+    for name, w in params.items():
+        perm = torch.randperm(w.numel(), generator=generator)
+        keep = torch.zeros(w.numel(), dtype=torch.bool)
+        keep[perm[: counts[name]]] = True
+        out[name] = keep.reshape(w.shape)
+    return Mask(out)
+
+
+@MASKERS.register("magnitude")
+def magnitude_masker(params: Mapping[str, Tensor], counts: Mapping[str, int],
+                     generator: torch.Generator) -> Mask:
+    """Layer-wise magnitude pruning: keep each layer's largest |w|, exact count per layer."""
+    return Mask({n: _keep_top(w.detach().abs().cpu(), counts[n]) for n, w in params.items()})
+
+
+@MASKERS.register("global_magnitude")
+def global_magnitude_masker(params: Mapping[str, Tensor], counts: Mapping[str, int],
+                            generator: torch.Generator) -> Mask:
+    """Global magnitude pruning: keep the largest |w| over all layers (total count exact)."""
+    names = list(params)
+    flat = torch.cat([params[n].detach().abs().cpu().reshape(-1) for n in names])
+    keep = _keep_top(flat, sum(counts[n] for n in names))
+    out, start = {}, 0
+    for n in names:
+        size = params[n].numel()
+        out[n] = keep[start:start + size].reshape(params[n].shape)
+        start += size
+    return Mask(out)
+
+
+def layer_counts(params: Mapping[str, Tensor], density: float = 1.0,
+                 layer_densities: Mapping[str, float] | None = None,
+                 layer_counts: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Exact active count per layer from one density, per-layer densities or explicit counts.
+
+    A density d keeps ``round(d · numel)`` weights, at least 1. Unknown layer names and counts
+    larger than the layer raise ConfigError naming the layer.
+    """
+    for given in (layer_densities or {}), (layer_counts or {}):
+        for name in given:
+            if name not in params:
+                raise ConfigError(
+                    f"sparsity names layer {name!r}, which the model lacks; its prunable "
+                    f"weights are: {', '.join(params)}"
+                )
+    counts = {}
+    for name, w in params.items():
+        if layer_counts and name in layer_counts:
+            c = int(layer_counts[name])
+        else:
+            d = (layer_densities or {}).get(name, density)
+            c = max(1, round(d * w.numel()))
+        if c > w.numel():
+            raise ConfigError(
+                f"layer {name!r} has {w.numel()} weights but {c} were asked to stay active"
+            )
+        counts[name] = c
+    return counts
+
+
+def draw_mask(masker: str, params: Mapping[str, Tensor], counts: Mapping[str, int],
+              generator: torch.Generator) -> Mask:
+    """Look up ``masker`` by name and draw a mask with the given per-layer counts."""
+    return MASKERS.get(masker)(params, counts, generator)

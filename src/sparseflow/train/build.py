@@ -1,0 +1,115 @@
+"""Names become objects here: from an :class:`ExperimentConfig` to model, mask, optimizer
+and hooks. Everything below this module takes objects, not configs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from sparseflow.config.schema import ExperimentConfig, SparsityConfig
+from sparseflow.data import DataBundle, load_data
+from sparseflow.models import build_model, set_dropout_generator
+from sparseflow.optim import CoupledL2, DecoupledWeightDecay, build_optimizer, decay_targets
+from sparseflow.sparsity import Mask, MaskEnforcer, draw_mask, layer_counts, prunable_parameters
+from sparseflow.train.callbacks import EarlyStopping, LRSchedule
+from sparseflow.train.probe import GradFlowProbe
+from sparseflow.train.seeding import make_generators
+from sparseflow.train.state import TrainState
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' → cuda when available, else cpu; 'cuda' without a GPU is a clear error."""
+    from sparseflow.errors import ConfigError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is 'cuda' but no CUDA device is available; use cpu or auto")
+    return torch.device(name)
+
+
+def build_mask(cfg: SparsityConfig, model: nn.Module, generator: torch.Generator) -> Mask | None:
+    """Draw the run's mask (None for a dense run) with exact per-layer counts."""
+    if not cfg.is_sparse:
+        return None
+    params = {n: p.detach() for n, p in prunable_parameters(model).items()}
+    counts = layer_counts(params, cfg.density, cfg.layer_densities, cfg.layer_counts)
+    return draw_mask(cfg.masker, params, counts, generator)
+
+
+def build_probe(cfg: ExperimentConfig, data: DataBundle, mask: Mask | None,
+                generator: torch.Generator) -> GradFlowProbe:
+    """The gradient-flow probe with its probe set (drawn once per run from the train split)."""
+    gf = cfg.gradflow
+    x = y = None
+    chunk = None
+    if gf.probe_set == "fixed":
+        n = len(data.train)
+        idx = torch.randperm(n, generator=generator)[: min(gf.probe_size, n)]
+        idx = idx.to(data.train.x.device)
+        x, y = data.train.x[idx], data.train.y[idx]
+    elif gf.probe_set == "full":
+        x, y, chunk = data.train.x, data.train.y, cfg.train.eval_batch_size
+    return GradFlowProbe(gf, mask, cfg.train.epochs, x, y, chunk)
+
+
+@dataclass
+class Built:
+    """The objects of one run, ready for :func:`sparseflow.train.loop.fit`."""
+
+    data: DataBundle
+    state: TrainState
+    hooks: list[Any]
+    mask: Mask | None
+    enforcer: MaskEnforcer | None
+    early: EarlyStopping | None
+    device: torch.device
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def build_run(cfg: ExperimentConfig, data: DataBundle | None = None) -> Built:
+    """Build data, generators, model, mask, optimizer and the standard hooks of a run.
+
+    Hook order matters: the mask enforcer runs first after backward (probes may read the raw
+    gradient it stashes; the optimizer sees only masked gradients), then coupled L2, then
+    decoupled weight decay; after the step the enforcer re-masks the weights.
+    """
+    device = resolve_device(cfg.train.device)
+    if data is None:
+        data = load_data(cfg.data)
+    data = data.to(device)
+    gens = make_generators(cfg.seed)
+    model = build_model(cfg.model, data.input_shape, data.num_classes,
+                        dropout=cfg.regularization.dropout, generator=gens["init"])
+    set_dropout_generator(model, gens["dropout"])
+    mask = build_mask(cfg.sparsity, model, gens["mask"])
+    model.to(device)
+    optimizer = build_optimizer(model.parameters(), cfg.optim)
+    hooks: list[Any] = [LRSchedule(cfg.optim.lr, cfg.optim.schedule)]
+    if cfg.gradflow.enabled:
+        # First in the list: in batch mode it reads the raw gradient before masking.
+        hooks.insert(0, build_probe(cfg, data, mask, gens["probe"]))
+    enforcer = None
+    if mask is not None:
+        enforcer = MaskEnforcer(model, mask)
+        enforcer.apply_to_weights()
+        hooks.append(enforcer)
+    reg = cfg.regularization
+    targets = decay_targets(model, reg.l2_on_all)
+    if reg.l2 > 0:
+        hooks.append(CoupledL2(targets, reg.l2))
+    if reg.weight_decay > 0:
+        hooks.append(DecoupledWeightDecay(targets, reg.weight_decay, optimizer))
+    early = EarlyStopping(cfg.train.early_stopping) if cfg.train.early_stopping.enabled else None
+    if early is not None:
+        hooks.append(early)
+    n = len(data.train)
+    bs = cfg.train.batch_size
+    steps = n // bs if cfg.train.drop_last else -(-n // bs)
+    state = TrainState(model=model, optimizer=optimizer, generators=gens,
+                       epochs=cfg.train.epochs, steps_per_epoch=max(steps, 1))
+    return Built(data=data, state=state, hooks=hooks, mask=mask, enforcer=enforcer,
+                 early=early, device=device)

@@ -1,0 +1,103 @@
+"""The training loop: one function, read top to bottom. Behaviour is added by hooks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sparseflow.data import DataBundle, Split, epoch_batches
+from sparseflow.train.hooks import call
+from sparseflow.train.state import TrainState
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, batch_size: int) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``split`` in eval mode.
+
+    Returns (nan, nan) for an empty split. The model's previous mode is restored.
+    """
+    n = len(split)
+    if n == 0:
+        return float("nan"), float("nan")
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=split.x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=split.x.device)
+    for start in range(0, n, batch_size):
+        x, y = split.x[start:start + batch_size], split.y[start:start + batch_size]
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        correct += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    return loss_sum.item() / n, correct.item() / n
+
+
+def train_epoch(state: TrainState, data: DataBundle, hooks: Sequence[Any], *,
+                batch_size: int, drop_last: bool) -> tuple[float, float]:
+    """One pass over the training split; returns the running (train-mode) loss and accuracy."""
+    model, opt, gens = state.model, state.optimizer, state.generators
+    model.train()
+    x_all, y_all = data.train.x, data.train.y
+    loss_sum = torch.zeros((), dtype=torch.float64, device=x_all.device)
+    correct = torch.zeros((), dtype=torch.int64, device=x_all.device)
+    seen = 0
+    for idx in epoch_batches(len(data.train), batch_size, gens["data"], drop_last):
+        idx = idx.to(x_all.device)
+        x, y = x_all[idx], y_all[idx]
+        if data.augmenter is not None:
+            x = data.augmenter(x, gens["augment"])
+        state.batch = (x, y)
+        call(hooks, "before_step", state)
+        opt.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss: Tensor = F.cross_entropy(logits, y)
+        loss.backward()
+        state.loss = loss
+        call(hooks, "after_backward", state)
+        opt.step()
+        call(hooks, "after_step", state)
+        state.step += 1
+        # Accumulate on-device: no host sync per step.
+        loss_sum += loss.detach().double() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(y)
+    state.batch, state.loss = None, None
+    if seen == 0:
+        return float("nan"), float("nan")
+    return loss_sum.item() / seen, correct.item() / seen
+
+
+def fit(state: TrainState, data: DataBundle, hooks: Sequence[Any], *, batch_size: int,
+        eval_batch_size: int, drop_last: bool = False, until_epoch: int | None = None) -> None:
+    """Train until ``state.epochs`` epochs are done, a hook sets ``state.stop``, or
+    ``until_epoch`` (exclusive cap for training in parts) is reached.
+
+    Each completed epoch appends a record to ``state.history`` with the running train
+    loss/accuracy, validation and test loss/accuracy (eval mode), the lr and the seconds spent.
+    """
+    call(hooks, "begin", state)
+    limit = state.epochs if until_epoch is None else min(until_epoch, state.epochs)
+    while state.epoch < limit and not state.stop:
+        t0 = time.perf_counter()
+        train_loss, train_acc = train_epoch(state, data, hooks, batch_size=batch_size,
+                                            drop_last=drop_last)
+        val_loss, val_acc = evaluate(state.model, data.val, eval_batch_size)
+        test_loss, test_acc = evaluate(state.model, data.test, eval_batch_size)
+        state.epoch += 1
+        state.history.append({
+            "epoch": state.epoch,
+            "train_loss": train_loss,
+            "train_accuracy": train_acc,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "test_loss": test_loss,
+            "test_accuracy": test_acc,
+            "lr": state.optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+        })
+        call(hooks, "end_epoch", state)

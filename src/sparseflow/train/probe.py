@@ -1,0 +1,116 @@
+"""The gradient-flow probe of a training run (a hook).
+
+When: at ``points`` evenly spaced epochs from 0 (before the first update) to the epoch cap,
+``round(i · epochs / (points − 1))`` for i = 0 … points − 1, duplicates removed. With early
+stopping the points are spread over the cap and the run's averages use the points actually
+reached.
+
+On what: ``fixed`` — ``probe_size`` training examples drawn once per run with the run's own
+probe generator (Evci et al. 2020 use 1,000); ``full`` — the whole training split, forwarded in
+chunks of ``eval_batch_size`` (with BatchNorm each chunk uses its own batch statistics);
+``batch`` — the training batch of the step: the raw gradient of the run's first step (before any
+update) and of the last step of each probe epoch, read before masking and before L2 is added.
+
+How: the plain cross-entropy without regularization terms, in training mode (BatchNorm uses
+batch statistics as in training). The fixed and full probes run their own forward/backward
+through :func:`sparseflow.gradflow.measure_gradient_flow`, which restores every buffer and
+RNG state, so the trained weights are bitwise identical with the probe on or off.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sparseflow.config.schema import GradFlowConfig
+from sparseflow.gradflow import MEASURES, gradient_flow, gradients_of, measure_gradient_flow
+from sparseflow.sparsity import Mask
+from sparseflow.train.hooks import Hook
+from sparseflow.train.state import TrainState
+
+
+def probe_epochs(epochs: int, points: int) -> list[int]:
+    """Epochs after which to measure (0 = before the first update), evenly spread."""
+    return sorted({round(i * epochs / (points - 1)) for i in range(points)})
+
+
+class GradFlowProbe(Hook):
+    """Measures gradient flow at the probe epochs and keeps the series in ``state.extra``.
+
+    Place it *first* in the hook list: in ``batch`` mode it reads the raw gradient in
+    ``after_backward``, before the mask enforcer masks it and before L2 is added.
+    """
+
+    name = "gradflow"
+
+    def __init__(self, cfg: GradFlowConfig, mask: Mask | None, epochs: int,
+                 probe_x: Tensor | None = None, probe_y: Tensor | None = None,
+                 chunk: int | None = None) -> None:
+        if cfg.probe_set != "batch" and (probe_x is None or probe_y is None):
+            raise ValueError("the fixed/full probe needs probe_x and probe_y")
+        self.cfg, self.mask, self.chunk = cfg, mask, chunk
+        self.x, self.y = probe_x, probe_y
+        self.epochs = probe_epochs(epochs, cfg.points)
+
+    # Series kept in state.extra so checkpoints carry it -------------------------------------
+    @staticmethod
+    def series(state: TrainState) -> list[dict[str, Any]]:
+        """The measurements so far (one dict per probe point)."""
+        return state.extra.setdefault("gradflow", [])
+
+    def _record(self, state: TrainState, epoch: int, result: dict[str, Any]) -> None:
+        point = {"epoch": epoch, "step": state.step, **{k: result[k] for k in MEASURES},
+                 "per_layer": result["per_layer"]}
+        self.series(state).append(point)
+        state.extra["latest_egf2"] = result["egf2"]
+
+    # Fixed / full probe set ------------------------------------------------------------------
+    def _measure(self, state: TrainState, epoch: int) -> None:
+        model = state.model
+        was_training = model.training
+        model.train()
+        result = measure_gradient_flow(model, F.cross_entropy, self.x, self.y, self.mask,
+                                       include_all=self.cfg.include_all, batch_size=self.chunk)
+        model.train(was_training)
+        self._record(state, epoch, result)
+
+    def begin(self, state: TrainState) -> None:
+        """Point 0: before the first update (skipped when resuming past it)."""
+        if self.cfg.probe_set != "batch" and state.epoch == 0 and not self.series(state):
+            self._measure(state, 0)
+
+    def end_epoch(self, state: TrainState) -> None:
+        """Measure after each probe epoch."""
+        if self.cfg.probe_set != "batch" and state.epoch in self.epochs and state.epoch > 0:
+            self._measure(state, state.epoch)
+
+    # Current training batch -------------------------------------------------------------------
+    def after_backward(self, state: TrainState) -> None:
+        """batch mode: the raw gradient of the first step and of each probe epoch's last step."""
+        if self.cfg.probe_set != "batch":
+            return
+        current = state.epoch + 1  # the epoch being trained, 1-based
+        last_of_epoch = state.step + 1 == current * state.steps_per_epoch
+        if state.step == 0:
+            epoch = 0
+        elif last_of_epoch and current in self.epochs:
+            epoch = current
+        else:
+            return
+        grads = {n: g.detach().to(torch.float64) for n, g in
+                 gradients_of(state.model, include_all=self.cfg.include_all).items()}
+        masks = {n: m for n, m in self.mask.items() if n in grads} if self.mask else None
+        self._record(state, epoch, gradient_flow(grads, masks))
+
+    def summarize(self, state: TrainState) -> dict[str, Any]:
+        """Run averages of every measure over the points reached ("average EGF")."""
+        points = self.series(state)
+        out: dict[str, Any] = {"gradflow_points": len(points)}
+        for key in MEASURES:
+            values = [p[key] for p in points]
+            out[key] = math.fsum(values) / len(values) if values else math.nan
+        return out

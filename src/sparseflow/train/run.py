@@ -1,0 +1,211 @@
+"""One run from config to a finished run directory.
+
+Run directory layout (``<root>/<config id>-s<seed>/``):
+
+- ``config.json``   the full resolved config, plus its id (written first);
+- ``mask.pt``       name → bool tensor (sparse runs only);
+- ``checkpoint.pt`` everything needed to resume, rewritten atomically after every epoch and
+  removed once the run has finished;
+- ``metrics.json``  the per-epoch series (rewritten atomically after every epoch);
+- ``final.pt``      the final ``state_dict`` (loadable with ``torch.load(weights_only=True)``);
+- ``summary.json``  written last and atomically: its presence means the run finished.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import sparseflow
+from sparseflow.config import config_id, dump_config, run_name
+from sparseflow.config.schema import ExperimentConfig
+from sparseflow.data import DataBundle, load_data
+from sparseflow.errors import ConfigError, RunError
+from sparseflow.train.build import Built, build_run
+from sparseflow.train.hooks import stateful
+from sparseflow.train.loop import evaluate, fit
+from sparseflow.train.seeding import generator_states, load_generator_states
+from sparseflow.utils.atomic import atomic_torch_save, atomic_write_json
+
+CONFIG, MASK, CHECKPOINT, METRICS, GRADFLOW, FINAL, SUMMARY = (
+    "config.json", "mask.pt", "checkpoint.pt", "metrics.json", "gradflow.json", "final.pt",
+    "summary.json")
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_experiment` did: ``status`` is 'finished' or 'already_finished'."""
+
+    run_dir: Path
+    status: str
+    summary: dict[str, Any]
+
+
+def run_dir_for(cfg: ExperimentConfig, root: str | Path) -> Path:
+    """Where the run of ``cfg`` lives under ``root``."""
+    return Path(root) / run_name(cfg)
+
+
+def is_finished(run_dir: Path) -> bool:
+    """A run is finished iff its summary.json exists."""
+    return (run_dir / SUMMARY).is_file()
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """The summary of a finished run."""
+    return json.loads((run_dir / SUMMARY).read_text())
+
+
+def _check_same_config(run_dir: Path, cfg: ExperimentConfig) -> None:
+    path = run_dir / CONFIG
+    if not path.is_file():
+        return
+    stored = json.loads(path.read_text())
+    if stored.get("id") != config_id(cfg) or stored.get("config", {}).get("seed") != cfg.seed:
+        raise RunError(f"{run_dir} holds a different run (id {stored.get('id')}); "
+                       "use another --out folder or remove it")
+
+
+def save_checkpoint(run_dir: Path, built: Built) -> None:
+    """Write everything a bitwise-exact resume needs, atomically."""
+    st = built.state
+    atomic_torch_save({
+        "epoch": st.epoch,
+        "step": st.step,
+        "history": st.history,
+        "stop": st.stop,
+        "stop_reason": st.stop_reason,
+        "extra": st.extra,
+        "model": st.model.state_dict(),
+        "optimizer": st.optimizer.state_dict(),
+        "generators": generator_states(st.generators),
+        "hooks": {k: h.state_dict() for k, h in stateful(built.hooks).items()},
+    }, run_dir / CHECKPOINT)
+    _write_series(run_dir, st)
+
+
+def _write_series(run_dir: Path, st: Any) -> None:
+    """The per-epoch metrics and the gradient-flow series (when measured) as JSON."""
+    atomic_write_json(run_dir / METRICS, st.history)
+    if "gradflow" in st.extra:
+        atomic_write_json(run_dir / GRADFLOW, st.extra["gradflow"])
+
+
+def load_checkpoint(run_dir: Path, built: Built) -> bool:
+    """Restore a checkpoint if one exists; returns whether it did."""
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        return False
+    ck = torch.load(path, map_location=built.device, weights_only=True)
+    st = built.state
+    st.model.load_state_dict(ck["model"])
+    st.optimizer.load_state_dict(ck["optimizer"])
+    load_generator_states(st.generators, ck["generators"])
+    st.epoch, st.step, st.history = ck["epoch"], ck["step"], ck["history"]
+    st.stop, st.stop_reason, st.extra = ck["stop"], ck["stop_reason"], ck["extra"]
+    for name, hook in stateful(built.hooks).items():
+        hook.load_state_dict(ck["hooks"][name])
+    return True
+
+
+def _summary(cfg: ExperimentConfig, built: Built, seconds: float,
+             resumed: bool) -> dict[str, Any]:
+    st, data, mask = built.state, built.data, built.mask
+    ev = cfg.train.eval_batch_size
+    final = {}
+    for split in ("train", "val", "test"):
+        loss, acc = evaluate(st.model, getattr(data, split), ev)
+        final[f"{split}_loss"], final[f"{split}_accuracy"] = loss, acc
+    params_total = sum(p.numel() for p in st.model.parameters())
+    active = mask.active() if mask is not None else None
+    return {
+        "run_id": config_id(cfg),
+        "seed": cfg.seed,
+        "name": cfg.name,
+        "kind": cfg.kind,
+        **final,
+        "epochs": st.epoch,
+        "steps": st.step,
+        "stopped_early": bool(st.stop),
+        "stop_reason": st.stop_reason,
+        "best_epoch": built.early.best_epoch if built.early else st.epoch,
+        "duration_s": seconds,
+        "resumed": resumed,
+        "params_total": params_total,
+        "prunable_weights": mask.total() if mask is not None else None,
+        "active_weights": active,
+        "density": mask.density() if mask is not None else 1.0,
+        "dataset": {"name": data.name, "source": data.source, "train": len(data.train),
+                    "val": len(data.val), "test": len(data.test)},
+        "versions": {"sparseflow": sparseflow.__version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+    } | _hook_summaries(built)
+
+
+def _hook_summaries(built: Built) -> dict[str, Any]:
+    """What hooks with a ``summarize(state)`` method add to the summary (e.g. average EGF)."""
+    out: dict[str, Any] = {}
+    for hook in built.hooks:
+        if hasattr(hook, "summarize"):
+            out.update(hook.summarize(built.state))
+    return out
+
+
+def run_experiment(cfg: ExperimentConfig, root: str | Path = "runs", *,
+                   hooks: Sequence[Any] = (), data: DataBundle | None = None,
+                   until_epoch: int | None = None) -> RunResult:
+    """Train ``cfg`` into its run directory under ``root``, resuming if a checkpoint exists.
+
+    A finished run is not trained again (status 'already_finished'). Bad input raises before
+    any directory is created. ``until_epoch`` stops after that many epochs without finishing
+    the run (training in parts; the next call resumes).
+    """
+    run_dir = run_dir_for(cfg, root)
+    if is_finished(run_dir):
+        return RunResult(run_dir, "already_finished", read_summary(run_dir))
+    if data is None:
+        data = load_data(cfg.data)
+    built = build_run(cfg, data)
+    if built.early is not None and len(built.data.val) == 0:
+        raise ConfigError("train.early_stopping needs a validation split; set "
+                          "data.val_fraction > 0")
+    built.hooks.extend(hooks)
+    _check_same_config(run_dir, cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / CONFIG, {"id": config_id(cfg), "config": dump_config(cfg)})
+    if built.mask is not None:
+        built.mask.save(run_dir / MASK)
+    resumed = load_checkpoint(run_dir, built)
+    prior = sum(r["seconds"] for r in built.state.history)
+    t0 = time.perf_counter()
+    fit(built.state, built.data, [*built.hooks, _Checkpointer(run_dir, built)],
+        batch_size=cfg.train.batch_size, eval_batch_size=cfg.train.eval_batch_size,
+        drop_last=cfg.train.drop_last, until_epoch=until_epoch)
+    st = built.state
+    if not st.stop and st.epoch < st.epochs:
+        return RunResult(run_dir, "partial", {})
+    if built.early is not None:
+        built.early.finish(st)
+    atomic_torch_save(st.model.state_dict(), run_dir / FINAL)
+    _write_series(run_dir, st)
+    summary = _summary(cfg, built, prior + time.perf_counter() - t0, resumed)
+    atomic_write_json(run_dir / SUMMARY, summary)
+    (run_dir / CHECKPOINT).unlink(missing_ok=True)
+    return RunResult(run_dir, "finished", summary)
+
+
+class _Checkpointer:
+    """Saves a checkpoint after every epoch (last in the hook list)."""
+
+    def __init__(self, run_dir: Path, built: Built) -> None:
+        self.run_dir, self.built = run_dir, built
+
+    def end_epoch(self, state: Any) -> None:
+        save_checkpoint(self.run_dir, self.built)

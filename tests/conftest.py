@@ -1,0 +1,36 @@
+"""Shared fixtures: an isolated cache for generated datasets and a tiny, fast config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Generated datasets go to a per-session folder, never the user's cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SPARSEFLOW_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+def tiny(**sections: Any) -> dict[str, Any]:
+    """A small mnist1d MLP experiment (a second or two on CPU), with section overrides."""
+    base: dict[str, Any] = {
+        "data": {"name": "mnist1d", "num_samples": 1000, "val_fraction": 0.2},
+        "model": {"width": 32, "hidden_layers": 2},
+        "optim": {"name": "sgd", "lr": 0.05},
+        "train": {"epochs": 3, "batch_size": 64},
+    }
+    for key, value in sections.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    return base
+
+
+@pytest.fixture
+def tiny_config() -> Any:
+    """Factory for tiny experiment dicts: ``tiny_config(optim={"name": "adam"})``."""
+    return tiny
