@@ -28,7 +28,8 @@ def test_run_directory_contract(tmp_path: Path) -> None:
     cfg = build_config(tiny(sparsity={"density": 0.2}))
     res = run_experiment(cfg, tmp_path)
     files = {p.name for p in res.run_dir.iterdir()}
-    assert files == {"config.json", "mask.pt", "final.pt", "metrics.json", "summary.json"}
+    assert files == {"config.json", "mask.pt", "final.pt", "metrics.json", "gradflow.json",
+                     "summary.json"}
     summary = json.loads((res.run_dir / "summary.json").read_text())
     assert summary["kind"] == "sparse" and summary["epochs"] == 3
     assert 0.0 <= summary["test_accuracy"] <= 1.0
@@ -58,7 +59,8 @@ def test_same_seed_bitwise_identical_and_seeds_differ(tmp_path: Path) -> None:
      "train": {"early_stopping": {"enabled": True, "patience": 5}}},
 ])
 def test_resume_is_bitwise_identical(tmp_path: Path, extra: dict) -> None:
-    cfg = build_config(tiny(sparsity={"density": 0.25}, train={"epochs": 4}, **extra))
+    extra = {**extra, "train": {"epochs": 4, **extra.get("train", {})}}
+    cfg = build_config(tiny(sparsity={"density": 0.25}, **extra))
     whole = run_experiment(cfg, tmp_path / "whole")
     part = run_experiment(cfg, tmp_path / "parts", until_epoch=2)
     assert part.status == "partial" and (part.run_dir / "checkpoint.pt").is_file()

@@ -1,5 +1,15 @@
-"""sparseflow: study and improve how sparse neural networks train."""
+"""sparseflow: study and improve how sparse neural networks train.
+
+Importing the package registers every built-in component (datasets, models, activations,
+inits, maskers, optimizers, schedules), so configs validate names at construction.
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from sparseflow import components as _components  # noqa: E402,F401  (fills the registries)
+from sparseflow.gradflow import GradientFlowMonitor, gradient_flow  # noqa: E402
+from sparseflow.sparsity import Mask  # noqa: E402
+
+__all__ = ["GradientFlowMonitor", "Mask", "__version__", "gradient_flow"]

@@ -6,7 +6,7 @@ exactly this text between its ``<!-- config-reference -->`` markers.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -14,8 +14,11 @@ from sparseflow.config.schema import ExperimentConfig
 
 
 def _type_name(annotation: Any) -> str:
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(f"`{a}`" for a in get_args(annotation))
     text = getattr(annotation, "__name__", None) or str(annotation)
-    return text.replace("typing.", "").replace("NoneType", "None")
+    # "|" would end a Markdown table cell.
+    return text.replace("typing.", "").replace("NoneType", "None").replace(" | ", " or ")
 
 
 def _default(field: Any) -> str:
@@ -44,5 +47,25 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
+START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+
+
+def sync_readme(text: str) -> str:
+    """``text`` (a README) with the block between the markers replaced by :func:`markdown`."""
+    head, sep, rest = text.partition(START)
+    _, sep2, tail = rest.partition(END)
+    if not (sep and sep2):
+        raise ValueError("README lacks the config-reference markers")
+    return f"{head}{START}\n{markdown()}\n{END}{tail}"
+
+
 if __name__ == "__main__":
-    print(markdown())
+    import sys
+
+    if sys.argv[1:2] == ["--write"]:
+        from pathlib import Path
+
+        path = Path(sys.argv[2] if len(sys.argv) > 2 else "README.md")
+        path.write_text(sync_readme(path.read_text()))
+    else:
+        print(markdown())

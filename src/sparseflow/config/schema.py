@@ -30,7 +30,9 @@ ScheduleName = Annotated[str, _name_of("schedules")]
 class DataConfig(FrozenConfig):
     """Which dataset, how it is split, normalized and augmented."""
 
-    name: DatasetName = Field("mnist1d", description="Dataset name (`sparseflow list datasets`).")
+    name: DatasetName = Field(
+        "mnist1d", description="Dataset name (`sparseflow list datasets`)."
+    )
     root: str | None = Field(
         None,
         description="Folder holding the dataset files; None searches $SPARSEFLOW_DATA, the "
@@ -54,7 +56,8 @@ class DataConfig(FrozenConfig):
     augment: bool = Field(
         False,
         description="Batched, seeded augmentation of training batches: random crop with "
-        "padding (+ horizontal flip where the dataset allows) for images, random shift for mnist1d.",
+        "padding (+ horizontal flip where the dataset allows) for images, random shift for "
+        "mnist1d.",
     )
     aug_pad: int | None = Field(
         None, ge=0, description="Crop padding / maximum shift in pixels; None = dataset default."
@@ -71,7 +74,9 @@ class ModelConfig(FrozenConfig):
     name: ModelName = Field("mlp", description="Model family (`sparseflow list models`).")
     width: int = Field(128, gt=0, description="Width: units per hidden layer (MLP).")
     hidden_layers: int = Field(2, ge=1, description="Number of hidden layers (MLP).")
-    activation: ActivationName = Field("relu", description="Activation (`sparseflow list activations`).")
+    activation: ActivationName = Field(
+        "relu", description="Activation (`sparseflow list activations`)."
+    )
     batchnorm: bool = Field(False, description="BatchNorm after each hidden linear layer.")
     skip: bool = Field(
         False, description="Residual additions between equal-width consecutive hidden layers."
@@ -86,7 +91,9 @@ class ModelConfig(FrozenConfig):
 class SparsityConfig(FrozenConfig):
     """The fixed mask of a sparse run. density = 1 with no counts means a dense run."""
 
-    masker: MaskerName = Field("random", description="How the mask is drawn (`sparseflow list maskers`).")
+    masker: MaskerName = Field(
+        "random", description="How the mask is drawn (`sparseflow list maskers`)."
+    )
     density: float = Field(
         1.0, gt=0.0, le=1.0, description="Fraction of each prunable weight kept, in (0, 1]."
     )

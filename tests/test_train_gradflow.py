@@ -1,0 +1,92 @@
+"""The gradient-flow probe inside training runs: schedule, storage, and no perturbation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import sparseflow  # noqa: F401
+from sparseflow.config import build_config
+from sparseflow.gradflow import MEASURES
+from sparseflow.train import run_experiment
+from sparseflow.train.probe import probe_epochs
+from tests.conftest import tiny
+
+
+def _final(res) -> dict[str, torch.Tensor]:
+    return torch.load(res.run_dir / "final.pt", weights_only=True)
+
+
+def test_probe_epochs_even_from_zero_to_last() -> None:
+    assert probe_epochs(500, 11) == [0, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500]
+    assert probe_epochs(10, 11) == list(range(11))
+    assert probe_epochs(4, 11) == [0, 1, 2, 3, 4]  # duplicates removed
+    assert probe_epochs(7, 3) == [0, 4, 7]
+
+
+@pytest.mark.parametrize("probe_set", ["fixed", "full"])
+def test_probe_on_off_gives_bitwise_identical_weights(tmp_path: Path, probe_set: str) -> None:
+    common = tiny(sparsity={"density": 0.3}, model={"batchnorm": True},
+                  regularization={"dropout": 0.2, "l2": 1e-3}, data={"augment": True},
+                  train={"epochs": 4})
+    on = build_config({**common, "gradflow": {"enabled": True, "probe_set": probe_set,
+                                              "points": 5}})
+    off = build_config({**common, "gradflow": {"enabled": False}})
+    a, b = run_experiment(on, tmp_path / "on"), run_experiment(off, tmp_path / "off")
+    fa, fb = _final(a), _final(b)
+    assert fa.keys() == fb.keys() and all(torch.equal(fa[k], fb[k]) for k in fa)
+    assert (a.run_dir / "gradflow.json").is_file() and not (b.run_dir / "gradflow.json").exists()
+
+
+def test_series_and_averages_are_stored(tmp_path: Path) -> None:
+    cfg = build_config(tiny(sparsity={"density": 0.2}, train={"epochs": 4},
+                            gradflow={"points": 3}))
+    res = run_experiment(cfg, tmp_path)
+    series = json.loads((res.run_dir / "gradflow.json").read_text())
+    assert [p["epoch"] for p in series] == [0, 2, 4]
+    assert set(series[0]["per_layer"]) == {"hidden.0.linear.weight", "hidden.1.linear.weight",
+                                           "out.weight"}
+    s = res.summary
+    assert s["gradflow_points"] == 3
+    for key in MEASURES:
+        assert s[key] == pytest.approx(sum(p[key] for p in series) / 3)
+    # A sparse net: the raw gradient leaks at pruned positions, the masked one does not.
+    assert s["gf2"] > s["gf2_masked"]
+
+
+def test_batch_mode_reads_raw_training_gradient(tmp_path: Path) -> None:
+    cfg = build_config(tiny(sparsity={"density": 0.2}, train={"epochs": 2},
+                            gradflow={"probe_set": "batch", "points": 3}))
+    res = run_experiment(cfg, tmp_path)
+    series = json.loads((res.run_dir / "gradflow.json").read_text())
+    assert [p["epoch"] for p in series] == [0, 1, 2]
+    assert series[0]["step"] == 0
+    # Raw gradients were read before masking: unmasked > masked.
+    assert all(p["gf1"] > p["gf1_masked"] for p in series)
+
+
+def test_early_stopping_averages_points_reached(tmp_path: Path) -> None:
+    cfg = build_config(tiny(optim={"name": "sgd", "lr": 3.0}, gradflow={"points": 11},
+                            train={"epochs": 20,
+                                   "early_stopping": {"enabled": True, "patience": 2}}))
+    res = run_experiment(cfg, tmp_path)
+    series = json.loads((res.run_dir / "gradflow.json").read_text())
+    reached = [e for e in probe_epochs(20, 11) if e <= res.summary["epochs"]]
+    assert [p["epoch"] for p in series] == reached
+    assert res.summary["gradflow_points"] == len(reached) < 11
+
+
+def test_resume_keeps_series(tmp_path: Path) -> None:
+    cfg = build_config(tiny(sparsity={"density": 0.3}, train={"epochs": 4},
+                            gradflow={"points": 5}))
+    whole = run_experiment(cfg, tmp_path / "w")
+    run_experiment(cfg, tmp_path / "p", until_epoch=2)
+    resumed = run_experiment(cfg, tmp_path / "p")
+    sw = json.loads((whole.run_dir / "gradflow.json").read_text())
+    sr = json.loads((resumed.run_dir / "gradflow.json").read_text())
+    assert sw == sr
+    assert all(math.isfinite(resumed.summary[k]) for k in ("egf1", "egf2", "gf1", "gf2"))
