@@ -52,8 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(130) from None
     except TyperException as exc:  # usage errors: unknown option, missing argument, ...
         ctx = getattr(exc, "ctx", None)
-        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
-            print(ctx.get_help())
+        if type(exc).__name__ == "NoArgsIsHelpError":  # typer already printed the help
             raise SystemExit(0) from None
         cmd = ctx.command_path if ctx is not None else "sparseflow"
         fail(f"{exc.format_message()} (see `{cmd} --help`)")

@@ -80,6 +80,21 @@ def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(cls.model_fields)
 
 
+def _field_help(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """The help text of the field at ``loc`` ('' if there is none)."""
+    cls: Any = model
+    for i, part in enumerate(loc):
+        field = cls.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return ""
+        if i == len(loc) - 1:
+            return field.description or ""
+        cls = field.annotation
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            return ""
+    return ""
+
+
 def validation_message(exc: ValidationError, model: type[BaseModel] = ExperimentConfig) -> str:
     """One line describing the first validation error, with the fix."""
     err = exc.errors()[0]
@@ -91,7 +106,9 @@ def validation_message(exc: ValidationError, model: type[BaseModel] = Experiment
         guess = f"; did you mean {'.'.join([*map(str, loc[:-1]), hint])!r}?" if hint else ""
         return f"unknown config key {key!r}{guess} Valid keys here: {', '.join(names)}"
     msg = err["msg"].removeprefix("Value error, ")
-    return f"invalid {key} = {err.get('input')!r}: {msg}"
+    # Our own validators already say what is valid; pydantic's generic messages get the help.
+    help_ = "" if err["type"] == "value_error" else _field_help(model, loc)
+    return f"invalid {key} = {err.get('input')!r}: {msg}" + (f" ({key}: {help_})" if help_ else "")
 
 
 def build_config(data: dict[str, Any], overrides: list[str] | None = None,
