@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/sparseflow demo
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests
 	$(BIN)/pytest
 
 clean:

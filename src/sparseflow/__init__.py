@@ -6,9 +6,8 @@ inits, maskers, optimizers, schedules), so configs validate names at constructio
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from sparseflow import components as _components  # noqa: E402,F401  (fills the registries)
+from sparseflow._version import __version__
 from sparseflow.gradflow import GradientFlowMonitor, gradient_flow  # noqa: E402
 from sparseflow.sparsity import Mask  # noqa: E402
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sparseflow.sparsity.mask import prunable_parameters
+from sparseflow.prunable import prunable_parameters
 
 #: The scalar keys of :func:`gradient_flow`'s result (``per_layer`` is the only other key).
 MEASURES: tuple[str, ...] = (

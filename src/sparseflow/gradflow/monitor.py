@@ -42,7 +42,7 @@ from sparseflow.gradflow.measures import (
     gradients_of,
     trainable_parameters,
 )
-from sparseflow.sparsity.mask import prunable_parameters
+from sparseflow.prunable import prunable_parameters
 
 
 class TensorBoardUnavailableError(SparseflowError, ImportError):

@@ -9,8 +9,8 @@ from torch import nn
 
 from sparseflow.models.activations import PARAMETRIC_ACTIVATIONS
 from sparseflow.models.inits import fans
+from sparseflow.prunable import PRUNABLE_TYPES, prunable_parameters
 from sparseflow.registry import INITS, MODELS
-from sparseflow.sparsity.mask import PRUNABLE_TYPES, prunable_parameters
 
 if TYPE_CHECKING:
     from sparseflow.config.schema import ModelConfig

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sparseflow.sparsity.mask import prunable_parameters
+from sparseflow.prunable import prunable_parameters
 
 
 def decay_targets(model: nn.Module, include_all: bool) -> list[nn.Parameter]:

@@ -14,18 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from sparseflow.errors import ConfigError
+from sparseflow.prunable import PRUNABLE_TYPES, prunable_parameters
 
-#: Module types whose ``weight`` is prunable.
-PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """Name → weight parameter of every Linear/Conv layer, in model (input → output) order."""
-    out: dict[str, nn.Parameter] = {}
-    for mod_name, mod in model.named_modules():
-        if isinstance(mod, PRUNABLE_TYPES) and isinstance(mod.weight, nn.Parameter):
-            out[f"{mod_name}.weight" if mod_name else "weight"] = mod.weight
-    return out
+__all__ = ["PRUNABLE_TYPES", "Mask", "prunable_parameters"]
 
 
 class Mask(Mapping[str, Tensor]):

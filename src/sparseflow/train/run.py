@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-import sparseflow
+from sparseflow._version import __version__
 from sparseflow.config import config_id, dump_config, run_name
 from sparseflow.config.schema import ExperimentConfig
 from sparseflow.data import DataBundle, load_data
@@ -144,7 +144,7 @@ def _summary(cfg: ExperimentConfig, built: Built, seconds: float,
         "density": mask.density() if mask is not None else 1.0,
         "dataset": {"name": data.name, "source": data.source, "train": len(data.train),
                     "val": len(data.val), "test": len(data.test)},
-        "versions": {"sparseflow": sparseflow.__version__, "torch": torch.__version__,
+        "versions": {"sparseflow": __version__, "torch": torch.__version__,
                      "python": platform.python_version()},
     } | _hook_summaries(built)
 
