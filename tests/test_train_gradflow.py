@@ -90,3 +90,25 @@ def test_resume_keeps_series(tmp_path: Path) -> None:
     sr = json.loads((resumed.run_dir / "gradflow.json").read_text())
     assert sw == sr
     assert all(math.isfinite(resumed.summary[k]) for k in ("egf1", "egf2", "gf1", "gf2"))
+
+
+def test_kendall_table_over_run_summaries(tmp_path: Path) -> None:
+    """The README recipe: Kendall τ straight from summary.json files of finished runs."""
+    from scipy import stats
+
+    from sparseflow.analysis import kendall_table
+    from sparseflow.train import is_finished, read_summary
+
+    for lr in (0.01, 0.05, 0.2):
+        for density in (0.2, 1.0):
+            cfg = build_config(tiny(optim={"name": "sgd", "lr": lr}, train={"epochs": 2},
+                                    sparsity={"density": density}, gradflow={"points": 3}))
+            run_experiment(cfg, tmp_path)
+    runs = [read_summary(d) for d in sorted(tmp_path.iterdir()) if is_finished(d)]
+    assert len(runs) == 6
+    table = kendall_table(runs)
+    sparse = [r for r in runs if r["kind"] == "sparse"]
+    tau, _ = stats.kendalltau([r["egf2"] for r in sparse], [r["test_loss"] for r in sparse])
+    assert table.cell("egf2", "sparse", "test_loss").tau == pytest.approx(tau)
+    assert table.cell("egf2", "sparse", "test_loss").n == 3
+    assert "EGF₂" in table.to_markdown()
