@@ -89,7 +89,11 @@ class ModelConfig(FrozenConfig):
 
 
 class SparsityConfig(FrozenConfig):
-    """The fixed mask of a sparse run. density = 1 with no counts means a dense run."""
+    """The fixed mask of a sparse run, drawn once at initialization.
+
+    A run is sparse when ``density < 1``, per-layer densities/counts are given, or
+    ``dense_width`` names its same-capacity dense twin (SC-SDC); otherwise it is dense.
+    """
 
     masker: MaskerName = Field(
         "random", description="How the mask is drawn (`sparseflow list maskers`)."
@@ -103,7 +107,23 @@ class SparsityConfig(FrozenConfig):
     layer_counts: dict[str, int] | None = Field(
         None, description="Exact active weights per layer (parameter name → count)."
     )
-
+    dense_width: int | None = Field(
+        None, gt=0, description="SC-SDC: width of the same-capacity dense twin; each sparse "
+        "layer keeps exactly the twin's weight count (see `matching`)."
+    )
+    matching: Literal["per_layer", "total"] = Field(
+        "per_layer", description="SC-SDC capacity matching: per_layer (the paper) or total "
+        "(one global budget spread by `distribution`)."
+    )
+    distribution: Literal["uniform", "erk"] = Field(
+        "uniform", description="matching=total: how the budget is spread over layers "
+        "(uniform density, or Erdős–Rényi-Kernel)."
+    )
+    init: Literal["auto", "standard", "dense", "sparse_fanin", "layer_scaled"] = Field(
+        "auto", description="Init of the active weights: dense (the twin's distribution, the "
+        "paper), sparse_fanin (Evci), layer_scaled (Liu), standard (own init); auto = dense "
+        "with dense_width, else standard."
+    )
 
     @field_validator("layer_densities")
     @classmethod
@@ -121,10 +141,35 @@ class SparsityConfig(FrozenConfig):
                 raise ValueError(f"count of layer {name!r} is {c}; it must be ≥ 1")
         return v
 
+    @model_validator(mode="after")
+    def _one_source_of_counts(self) -> SparsityConfig:
+        # density may be refined per layer (layer_densities or layer_counts override it for
+        # the layers they name); dense_width fixes every count by itself.
+        if self.layer_densities and self.layer_counts:
+            raise ValueError("give sparsity.layer_densities or sparsity.layer_counts, not both")
+        others = [k for k in ("layer_densities", "layer_counts") if getattr(self, k)]
+        if self.density < 1.0:
+            others.insert(0, "density")
+        if self.dense_width is not None and others:
+            raise ValueError(f"sparsity.dense_width sets every layer's count; remove "
+                             f"sparsity.{', sparsity.'.join(others)}")
+        if self.init == "dense" and self.dense_width is None:
+            raise ValueError("sparsity.init 'dense' draws from the dense twin's distribution; "
+                             "set sparsity.dense_width too")
+        return self
+
     @property
     def is_sparse(self) -> bool:
         """True when this config asks for a mask."""
-        return self.density < 1.0 or bool(self.layer_densities) or bool(self.layer_counts)
+        return (self.density < 1.0 or bool(self.layer_densities) or bool(self.layer_counts)
+                or self.dense_width is not None)
+
+    @property
+    def init_policy(self) -> str:
+        """The init policy in force ('auto' resolved)."""
+        if self.init != "auto":
+            return self.init
+        return "dense" if self.dense_width is not None else "standard"
 
 
 class ScheduleConfig(FrozenConfig):
@@ -231,12 +276,6 @@ class ExperimentConfig(FrozenConfig):
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     gradflow: GradFlowConfig = Field(default_factory=GradFlowConfig)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ExperimentConfig:
-        if self.sparsity.layer_densities and self.sparsity.layer_counts:
-            raise ValueError("give sparsity.layer_densities or sparsity.layer_counts, not both")
-        return self
 
     @property
     def kind(self) -> str:

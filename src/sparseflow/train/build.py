@@ -11,8 +11,10 @@ from torch import nn
 
 from sparseflow.config.schema import ExperimentConfig, SparsityConfig
 from sparseflow.data import DataBundle, load_data
-from sparseflow.models import build_model, set_dropout_generator
+from sparseflow.models import build_model, fans, set_dropout_generator
 from sparseflow.optim import CoupledL2, DecoupledWeightDecay, build_optimizer, decay_targets
+from sparseflow.registry import MODELS
+from sparseflow.scsdc import apply_init_policy, same_capacity_counts
 from sparseflow.sparsity import Mask, MaskEnforcer, draw_mask, layer_counts, prunable_parameters
 from sparseflow.train.callbacks import EarlyStopping, LRSchedule
 from sparseflow.train.probe import GradFlowProbe
@@ -31,13 +33,46 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_mask(cfg: SparsityConfig, model: nn.Module, generator: torch.Generator) -> Mask | None:
-    """Draw the run's mask (None for a dense run) with exact per-layer counts."""
+def dense_twin(cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The same-capacity dense twin's architecture (width ``sparsity.dense_width``) on the meta
+    device: shapes and fans only, no memory and no random draws."""
+    twin_cfg = cfg.model.model_copy(update={"width": cfg.sparsity.dense_width})
+    with torch.device("meta"):
+        return MODELS.get(twin_cfg.name)(twin_cfg, tuple(input_shape), num_classes,
+                                         cfg.regularization.dropout)
+
+
+def build_mask(cfg: SparsityConfig, model: nn.Module, generator: torch.Generator,
+               twin: nn.Module | None = None) -> Mask | None:
+    """Draw the run's mask (None for a dense run) with exact per-layer counts.
+
+    With ``cfg.dense_width`` the counts come from the dense ``twin`` (SC-SDC matching);
+    otherwise from the density / per-layer settings. Magnitude maskers rank the model's
+    weights as initialized.
+    """
     if not cfg.is_sparse:
         return None
     params = {n: p.detach() for n, p in prunable_parameters(model).items()}
-    counts = layer_counts(params, cfg.density, cfg.layer_densities, cfg.layer_counts)
+    if cfg.dense_width is not None:
+        if twin is None:
+            raise ValueError("sparsity.dense_width needs the dense twin to count its weights")
+        counts = same_capacity_counts(model, twin, cfg.matching, cfg.distribution)
+    else:
+        counts = layer_counts(params, cfg.density, cfg.layer_densities, cfg.layer_counts)
     return draw_mask(cfg.masker, params, counts, generator)
+
+
+def init_active_weights(cfg: ExperimentConfig, model: nn.Module, mask: Mask,
+                        twin: nn.Module | None, generator: torch.Generator) -> None:
+    """Re-draw the active weights by the init policy in force (no-op for 'standard')."""
+    policy = cfg.sparsity.init_policy
+    if policy == "standard":
+        return
+    dense_fans = None
+    if twin is not None:
+        dense_fans = {n: fans(p) for n, p in prunable_parameters(twin).items()}
+    apply_init_policy(policy, model, mask, init=cfg.model.init, generator=generator,
+                      dense_fans=dense_fans)
 
 
 def build_probe(cfg: ExperimentConfig, data: DataBundle, mask: Mask | None,
@@ -85,7 +120,13 @@ def build_run(cfg: ExperimentConfig, data: DataBundle | None = None) -> Built:
     model = build_model(cfg.model, data.input_shape, data.num_classes,
                         dropout=cfg.regularization.dropout, generator=gens["init"])
     set_dropout_generator(model, gens["dropout"])
-    mask = build_mask(cfg.sparsity, model, gens["mask"])
+    twin = None
+    if cfg.sparsity.dense_width is not None:
+        twin = dense_twin(cfg, data.input_shape, data.num_classes)
+    mask = build_mask(cfg.sparsity, model, gens["mask"], twin)
+    if mask is not None:
+        # Continues the init stream after the model's own init: same seed, same weights.
+        init_active_weights(cfg, model, mask, twin, gens["init"])
     model.to(device)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
     hooks: list[Any] = [LRSchedule(cfg.optim.lr, cfg.optim.schedule)]

@@ -1,0 +1,333 @@
+"""The paper's p-value table (SC-SDC step 4) from exported run rows.
+
+Each row is one run as ``sparseflow study export`` writes it: ``kind`` (``sparse``|``dense``),
+``dense_width``, ``seed``, one key per swept axis named by its dotted config key (``optim.name``,
+``optim.lr``, ...), optionally ``variant``, ``status`` and the metrics. A table cell is one
+(row value, column value), e.g. (optimizer, regularization variant), and pools every dense width,
+seed and value of the axes not shown — as the paper's cells do — while a sparse run is only ever
+paired with the dense run of the same width, seed and configuration (every other swept axis).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from sparseflow.analysis.stats import CORRECTIONS, TESTS, TestResult, compare, correct
+
+_TEST_NAMES = {
+    "wilcoxon": "Wilcoxon signed-rank test (paired)",
+    "ttest": "paired t-test",
+    "mannwhitney": "Mann-Whitney U test (unpaired)",
+}
+_CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini–Hochberg"}
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable, comparable key value: lists → tuples, dicts → sorted items, NaN → None."""
+    if isinstance(value, float) and math.isnan(value):
+        return None  # a missing axis read from a data frame is NaN, and NaN != NaN
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    return value
+
+
+def _finished(row: Mapping[str, Any]) -> bool:
+    """Runs count when finished; a row without a status (or status None) is taken as finished."""
+    return row.get("status") in (None, "finished")
+
+
+def _metric(row: Mapping[str, Any], metric: str, index: int) -> float:
+    """``row[metric]`` as a float; NaN when missing or None (compare() drops and counts it)."""
+    raw = row.get(metric)
+    if raw is None:
+        return math.nan
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"row {index} has a non-numeric {metric!r}: {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Matched (sparse, dense) metric values; unpacks as ``sparse, dense, keys = pair_up(...)``.
+
+    ``keys[i]`` holds the matched values of ``pair_on + within`` for pair i. Finished runs without
+    a partner are ignored and counted in ``unmatched_sparse`` / ``unmatched_dense``.
+    """
+
+    sparse: tuple[float, ...]
+    dense: tuple[float, ...]
+    keys: tuple[tuple[Any, ...], ...]
+    unmatched_sparse: int = 0
+    unmatched_dense: int = 0
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter((self.sparse, self.dense, self.keys))
+
+
+def pair_up(
+    rows: Sequence[Mapping[str, Any]],
+    metric: str,
+    *,
+    pair_on: Sequence[str] = ("dense_width", "seed"),
+    within: Sequence[str] = (),
+) -> Pairs:
+    """Pair each finished sparse run with the finished dense run equal on ``pair_on + within``.
+
+    Pairs come in the order of the sparse runs. A missing key reads as None (so runs that both
+    lack it still match). Runs of another ``kind`` and unfinished runs are ignored.
+
+    Raises:
+        ValueError: a row without ``kind``, a non-numeric metric, or two finished runs of one kind
+            with the same key (an axis that tells them apart is missing from ``within``).
+    """
+    match = (*pair_on, *within)
+    by_kind: dict[str, dict[tuple[Any, ...], tuple[int, float]]] = {"sparse": {}, "dense": {}}
+    for i, row in enumerate(rows):
+        if "kind" not in row:
+            raise ValueError(f"row {i} has no 'kind' (expected 'sparse' or 'dense'): {dict(row)}")
+        if not _finished(row) or row["kind"] not in by_kind:
+            continue
+        key = tuple(_freeze(row.get(k)) for k in match)
+        runs = by_kind[row["kind"]]
+        if key in runs:
+            raise ValueError(
+                f"rows {runs[key][0]} and {i} are both finished {row['kind']} runs with "
+                f"{dict(zip(match, key, strict=True))}: add the axis that tells them apart "
+                "to `within`"
+            )
+        runs[key] = (i, _metric(row, metric, i))
+    sparse, dense = by_kind["sparse"], by_kind["dense"]
+    keys = [k for k in sparse if k in dense]
+    return Pairs(
+        sparse=tuple(sparse[k][1] for k in keys),
+        dense=tuple(dense[k][1] for k in keys),
+        keys=tuple(keys),
+        unmatched_sparse=len(sparse) - len(keys),
+        unmatched_dense=len(dense) - len(keys),
+    )
+
+
+@dataclass(frozen=True)
+class PValueCell:
+    """One table cell: the test result, its p-value after the table's correction, significance."""
+
+    row: Any
+    col: Any
+    result: TestResult
+    p_adjusted: float
+    significant: bool
+
+
+@dataclass(frozen=True)
+class PValueTable:
+    """p-values of H1 (sparse better than dense) per (row value, column value), paper layout.
+
+    ``correction`` was applied across all cells (the family is the table); ``significant`` and
+    the bold markdown cells use the corrected p ≤ ``alpha``. ``axes`` are the swept keys pairs
+    were matched on, besides ``dense_width`` and ``seed``.
+    """
+
+    metric: str
+    row_key: str
+    col_key: str
+    test: str
+    correction: str
+    alpha: float
+    higher_is_better: bool
+    rows: tuple[Any, ...]
+    cols: tuple[Any, ...]
+    cells: Mapping[tuple[Any, Any], PValueCell]
+    axes: tuple[str, ...] = ()
+
+    def cell(self, row: Any, col: Any) -> PValueCell:
+        """The :class:`PValueCell` at (row, col); KeyError naming the valid values."""
+        try:
+            return self.cells[(row, col)]
+        except KeyError:
+            raise KeyError(
+                f"no cell ({row!r}, {col!r}); rows {list(self.rows)}, cols {list(self.cols)}"
+            ) from None
+
+    def _ordered(self) -> list[PValueCell]:
+        return [self.cells[(r, c)] for r in self.rows for c in self.cols]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One dict per cell (row-major): row/col values under their keys, the metric and
+        correction, every :class:`TestResult` field, ``p_adjusted`` and ``significant``."""
+        return [
+            {
+                self.row_key: c.row, self.col_key: c.col, "metric": self.metric,
+                "correction": self.correction, **asdict(c.result),
+                "p_adjusted": c.p_adjusted, "significant": c.significant,
+            }  # fmt: skip
+            for c in self._ordered()
+        ]
+
+    def to_csv(self) -> str:
+        """The records as CSV text with a header line."""
+        records = self.to_records()
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(records[0]) if records else [],
+                                lineterminator="\n")  # fmt: skip
+        writer.writeheader()
+        writer.writerows(records)
+        return out.getvalue()
+
+    def caption(self) -> str:
+        """One line: test, H1, metric, correction, alpha and the range of n over tested cells."""
+        better = ">" if self.higher_is_better else "<"
+        ns = [c.result.n for c in self._ordered() if not math.isnan(c.result.p_value)]
+        unit = "runs in the smaller group" if self.test == "mannwhitney" else "pairs"
+        n_range = "no cell could be tested"
+        if ns:
+            span = str(min(ns)) if min(ns) == max(ns) else f"{min(ns)}–{max(ns)}"
+            n_range = f"n = {span} {unit} per cell"
+        corr = "no correction"
+        if self.correction != "none":
+            name = _CORRECTION_NAMES[self.correction]
+            corr = f"{name} correction ({self.correction}) across the {len(ns)} tested cells"
+        return (
+            f"p-values of a one-sided {_TEST_NAMES[self.test]}, H1: sparse {better} dense on "
+            f"{self.metric}; {corr}; bold: p ≤ {self.alpha}; {n_range}."
+        )
+
+    def _text(self, cell: PValueCell, digits: int) -> str:
+        """The p shown in a cell, or why there is none: "–" (no pairs), "n<k" (too few)."""
+        res = cell.result
+        if res.n == 0:
+            return "–"
+        if math.isnan(cell.p_adjusted):
+            return f"n<{res.min_n}" if res.n < res.min_n else "n/a"
+        return f"{cell.p_adjusted:.{digits}f}"
+
+    def to_markdown(self, digits: int = 3) -> str:
+        """Caption line, then rows × cols of (corrected) p-values, **bold** when p ≤ alpha,
+        then the cells' notes (dropped values, unmatched runs, ...)."""
+        lines = [
+            self.caption(), "",
+            f"| {self.row_key} | " + " | ".join(str(c) for c in self.cols) + " |",
+            "|---|" + "---|" * len(self.cols),
+        ]  # fmt: skip
+        for r in self.rows:
+            texts = []
+            for c in self.cols:
+                cell, text = self.cells[(r, c)], self._text(self.cells[(r, c)], digits)
+                texts.append(f"**{text}**" if cell.significant else text)
+            lines.append(f"| {r} | " + " | ".join(texts) + " |")
+        notes = [f"- {c.row} / {c.col}: {c.result.note}" for c in self._ordered() if c.result.note]
+        if notes:
+            lines += ["", *notes]
+        return "\n".join(lines)
+
+    def to_rich(self) -> Any:
+        """A ``rich.table.Table``: cells like ``0.003 (n=15)``, bold green when p ≤ alpha."""
+        from rich.table import Table  # display only: keep the pure module light to import
+
+        table = Table(caption=self.caption(), title=f"sparse vs dense: {self.metric}")
+        table.add_column(self.row_key)
+        for c in self.cols:
+            table.add_column(str(c), justify="right")
+        for r in self.rows:
+            texts = []
+            for c in self.cols:
+                cell = self.cells[(r, c)]
+                text = f"{self._text(cell, 3)} (n={cell.result.n})"
+                texts.append(f"[bold green]{text}[/]" if cell.significant else text)
+            table.add_row(str(r), *texts)
+        return table
+
+
+def _order(values: Sequence[Any], given: Sequence[Any] | None) -> tuple[Any, ...]:
+    """``given`` (frozen), else the distinct values in order of first appearance."""
+    if given is not None:
+        return tuple(_freeze(v) for v in given)
+    return tuple(dict.fromkeys(values))
+
+
+def pvalue_table(
+    rows: Sequence[Mapping[str, Any]],
+    metric: str = "test_accuracy",
+    row_key: str = "optim.name",
+    col_key: str = "variant",
+    *,
+    test: str = "wilcoxon",
+    correction: str = "none",
+    alpha: float = 0.05,
+    higher_is_better: bool | None = None,
+    axes: Sequence[str] | None = None,
+    confidence: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+    min_n: int | None = None,
+    row_order: Sequence[Any] | None = None,
+    col_order: Sequence[Any] | None = None,
+) -> PValueTable:
+    """Test H0: sparse ≤ dense vs H1: sparse better, per (``row_key``, ``col_key``) cell.
+
+    Args:
+        rows: one mapping per run (the study export contract). Only ``status == "finished"``
+            (or no status) counts.
+        metric: the value compared. higher_is_better: None → False when ``metric`` ends with
+            ``"loss"``, else True.
+        test, min_n, confidence, n_resamples, seed: passed to :func:`compare` for every cell
+            (the same seed per cell, so a cell does not depend on which other cells exist).
+        correction: one of ``CORRECTIONS``, applied across all cells of the table.
+        axes: swept keys that a pair must share besides ``dense_width`` and ``seed``; default
+            every key containing a "." plus ``variant``, minus ``row_key`` and ``col_key``.
+            Paired tests match runs with :func:`pair_up` (unmatched runs are noted); the unpaired
+            ``mannwhitney`` uses every finished sparse and dense run of the cell.
+        row_order, col_order: the rows/columns shown; default order of first appearance.
+
+    Raises:
+        ValueError: unknown test/correction, a row without ``kind``, or duplicate runs.
+    """
+    if test not in TESTS:
+        raise ValueError(f"unknown test {test!r}; valid: {list(TESTS)}")
+    if correction not in CORRECTIONS:
+        raise ValueError(f"unknown correction {correction!r}; valid: {list(CORRECTIONS)}")
+    done = [r for r in rows if _finished(r)]
+    if higher_is_better is None:
+        higher_is_better = not metric.endswith("loss")
+    if axes is None:
+        found = {k for r in done for k in r if "." in k or k == "variant"}
+        axes = sorted(found - {row_key, col_key, "dense_width", "seed"})
+    row_vals = _order([_freeze(r.get(row_key)) for r in done], row_order)
+    col_vals = _order([_freeze(r.get(col_key)) for r in done], col_order)
+    groups: dict[tuple[Any, Any], list[Mapping[str, Any]]] = {}
+    for r in done:
+        groups.setdefault((_freeze(r.get(row_key)), _freeze(r.get(col_key))), []).append(r)
+    opts = dict(test=test, higher_is_better=higher_is_better, confidence=confidence,
+                n_resamples=n_resamples, seed=seed, min_n=min_n)  # fmt: skip
+    results: dict[tuple[Any, Any], TestResult] = {}
+    for key in ((r, c) for r in row_vals for c in col_vals):
+        runs = groups.get(key, [])
+        if test == "mannwhitney":
+            values = {k: [_metric(r, metric, i) for i, r in enumerate(runs) if r.get("kind") == k]
+                      for k in ("sparse", "dense")}  # fmt: skip
+            results[key] = compare(values["sparse"], values["dense"], **opts)
+            continue
+        pairs = pair_up(runs, metric, within=axes)
+        res = compare(pairs.sparse, pairs.dense, **opts)
+        if pairs.unmatched_sparse or pairs.unmatched_dense:
+            extra = (f"ignored {pairs.unmatched_sparse} sparse and {pairs.unmatched_dense} "
+                     "dense run(s) without a partner")  # fmt: skip
+            res = replace(res, note="; ".join(x for x in (res.note, extra) if x))
+        results[key] = res
+    adjusted = correct([res.p_value for res in results.values()], correction)
+    cells = {
+        key: PValueCell(key[0], key[1], res, p, not math.isnan(p) and p <= alpha)
+        for (key, res), p in zip(results.items(), adjusted, strict=True)
+    }
+    return PValueTable(
+        metric=metric, row_key=row_key, col_key=col_key, test=test, correction=correction,
+        alpha=alpha, higher_is_better=higher_is_better, rows=row_vals, cols=col_vals,
+        cells=cells, axes=tuple(axes),
+    )  # fmt: skip

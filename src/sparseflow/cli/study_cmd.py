@@ -1,0 +1,198 @@
+"""``sparseflow study {plan,run,status,export,tests,correlate}``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sparseflow.errors import ConfigError
+
+study_app = typer.Typer(help="Factorial SC-SDC studies: plan, run, inspect, test.",
+                        no_args_is_help=True)
+
+ALPHA = typer.Option(0.05, "--alpha", help="Significance level (bold when p ≤ alpha).")
+
+
+def _spec_and_plan(spec_path: Path) -> Any:
+    from sparseflow.studies import expand, load_spec
+
+    return expand(load_spec(spec_path))
+
+
+@study_app.command("plan")
+def plan_cmd(spec: Path = typer.Argument(..., help="Study YAML.")) -> None:
+    """Print what a study would run: counts per kind and a rough time estimate."""
+    from sparseflow.studies import estimate_seconds
+
+    console = Console()
+    plan = _spec_and_plan(spec)
+    counts = plan.counts()
+    table = Table(title=f"study {plan.spec.name}")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for key, value in counts.items():
+        table.add_row(key.replace("_", " "), f"{value:,}")
+    console.print(table)
+    axes = ", ".join(f"{k} ({len(v)})" for k, v in plan.spec.axes.items()) or "none"
+    console.print(f"axes: {axes}; variants: {', '.join(plan.spec.variants)}; dense widths: "
+                  f"{plan.spec.scsdc.widths()} vs sparse width {plan.spec.scsdc.sparse_width}")
+    seconds, how = estimate_seconds(plan)
+    console.print(f"estimated compute: ≈ {_duration(seconds)} on one core ({how})")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@study_app.command("run")
+def run_cmd(
+    spec: Path = typer.Argument(..., help="Study YAML."),
+    directory: Path = typer.Option(..., "--dir", help="Study directory (store and runs)."),
+    jobs: int | None = typer.Option(None, "--jobs", help="Parallel runs (default: all cores)."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failed run."),
+    metric: str = typer.Option("test_accuracy", help="Metric of the final p-value table."),
+) -> None:
+    """Run (or resume) a study, then print its p-value table."""
+    from sparseflow.cli.study_progress import StudyProgress
+    from sparseflow.studies import run_study
+
+    console = Console()
+    plan = _spec_and_plan(spec)
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
+    progress = StudyProgress(console, plan.spec.name)
+    try:
+        outcome = run_study(plan, directory, jobs=jobs, fail_fast=fail_fast,
+                            on_start=progress.start, on_outcome=progress.advance)
+    finally:
+        progress.stop()
+    console.print(f"{outcome.finished} runs finished, {outcome.failed} failed, "
+                  f"{outcome.skipped} already done, of {outcome.planned} planned")
+    if outcome.aborted:
+        console.print("[yellow]stopped early; run the same command again to resume[/]")
+    _print_tests(console, directory, metric, None, None, "wilcoxon", "none", 0.05, "console")
+    console.print(f"results: {directory}  (export: sparseflow study export {directory})")
+
+
+@study_app.command("status")
+def status_cmd(directory: Path = typer.Argument(..., help="Study directory.")) -> None:
+    """Runs by status, and the errors of failed runs."""
+    from sparseflow.store import StudyStore
+
+    console = Console()
+    with StudyStore(directory, create=False) as store:
+        info = store.study_info() or {}
+        counts = store.counts()
+        total = sum(counts.values())
+        console.print(f"study {info.get('name', '?')} in {directory}: {total} runs")
+        table = Table()
+        table.add_column("status")
+        table.add_column("runs", justify="right")
+        for status, n in counts.items():
+            table.add_row(status, str(n))
+        console.print(table)
+        for rec in store.runs("failed")[:20]:
+            console.print(f"[red]failed[/] {rec.run_key} {rec.cell}: {rec.error}")
+
+
+@study_app.command("export")
+def export_cmd(
+    directory: Path = typer.Argument(..., help="Study directory."),
+    fmt: str = typer.Option("csv", "--format", help="csv or parquet."),
+    out: Path | None = typer.Option(None, "--out", help="File (default DIR/results.<fmt>)."),
+) -> None:
+    """One row per run: identity, swept axes, status, metrics, gradient flow."""
+    from sparseflow.store import StudyStore
+
+    if fmt not in ("csv", "parquet"):
+        raise ConfigError(f"--format must be csv or parquet, not {fmt!r}")
+    with StudyStore(directory, create=False) as store:
+        path = store.export(out or directory / f"results.{fmt}", fmt)
+    Console().print(f"wrote {path}")
+
+
+def _axes(directory: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    from sparseflow.store import StudyStore
+
+    with StudyStore(directory, create=False) as store:
+        spec = (store.study_info() or {}).get("spec", {})
+        return [*spec.get("axes", {}), "variant"], store.results()
+
+
+def _print_tests(console: Console, directory: Path, metric: str, rows: str | None,
+                 cols: str | None, test: str, correction: str, alpha: float, fmt: str) -> None:
+    from sparseflow.analysis import pvalue_table
+
+    axes, results = _axes(directory)
+    rows = rows or axes[0]
+    cols = cols or ("variant" if rows != "variant" else "dense_width")
+    for key in (rows, cols):
+        if key not in axes and key not in ("dense_width", "seed"):
+            raise ConfigError(f"{key!r} is not a swept axis of this study; axes: "
+                              f"{', '.join(axes)}, dense_width")
+    table = pvalue_table(results, metric=metric, row_key=rows, col_key=cols, test=test,
+                         correction=correction, alpha=alpha, axes=axes)
+    if fmt == "markdown":
+        print(table.to_markdown())
+    elif fmt == "csv":
+        print(table.to_csv(), end="")
+    else:
+        console.print(table.to_rich())
+
+
+@study_app.command("tests")
+def tests_cmd(
+    directory: Path = typer.Argument(..., help="Study directory."),
+    metric: str = typer.Option("test_accuracy", help="Metric compared (losses: lower is better)."),
+    rows: str | None = typer.Option(None, help="Row axis (default: the first axis)."),
+    cols: str | None = typer.Option(None, help="Column axis (default: variant)."),
+    test: str = typer.Option("wilcoxon", help="wilcoxon (paired), ttest (paired), mannwhitney."),
+    correction: str = typer.Option("none", help="Multiple comparisons: none, holm, bh."),
+    alpha: float = ALPHA,
+    fmt: str = typer.Option("console", "--format", help="console, markdown or csv."),
+) -> None:
+    """H1 sparse > dense per cell, pairs matched by (dense width, seed) — the paper's table."""
+    from sparseflow.analysis.stats import CORRECTIONS, TESTS
+
+    if test not in TESTS:
+        raise ConfigError(f"--test must be one of {', '.join(TESTS)}, not {test!r}")
+    if correction not in CORRECTIONS:
+        raise ConfigError(f"--correction must be one of {', '.join(CORRECTIONS)}")
+    if fmt not in ("console", "markdown", "csv"):
+        raise ConfigError(f"--format must be console, markdown or csv, not {fmt!r}")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
+    _print_tests(Console(), directory, metric, rows, cols, test, correction, alpha, fmt)
+
+
+@study_app.command("correlate")
+def correlate_cmd(
+    directory: Path = typer.Argument(..., help="Study directory."),
+    signed: bool = typer.Option(False, help="Show τ with its sign (the paper shows |τ|)."),
+) -> None:
+    """Kendall τ of each run-average gradient-flow measure with test loss and accuracy."""
+    from sparseflow.analysis import kendall_table
+
+    _, results = _axes(directory)
+    finished = [r for r in results if r.get("status") == "finished"]
+    table = kendall_table(finished)
+    print(table.to_markdown(absolute=not signed))
+    n = {k: sum(r["kind"] == k for r in finished) for k in ("sparse", "dense")}
+    print(f"\nKendall tau-b over {n['sparse']} sparse and {n['dense']} dense finished runs; "
+          f"{'signed' if signed else '|tau|, as in the paper'}.")
+    if not math.isfinite(table.cell("egf2", "sparse", "test_loss").tau):
+        print("(too few runs for some cells)")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the study sub-app to ``app``."""
+    app.add_typer(study_app, name="study")

@@ -1,0 +1,17 @@
+"""Errors of the run store (each message is one line naming the problem and the fix)."""
+
+from __future__ import annotations
+
+from sparseflow.errors import SparseflowError
+
+
+class StoreError(SparseflowError):
+    """The study store is missing, unreadable, too new, or was asked something impossible."""
+
+
+class StudyMismatchError(StoreError):
+    """The study directory already holds a study with a different base configuration."""
+
+
+class StudyBusyError(StoreError):
+    """Another process holds the study directory's lock (a driver is already running)."""

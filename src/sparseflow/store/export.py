@@ -1,0 +1,176 @@
+"""The ``study export`` contract: one flat row per run, written as CSV or parquet.
+
+Columns, in a stable order: the identity columns (:data:`IDENTITY`), one column per swept axis
+(the dotted keys of the runs' cells, sorted), ``status``, the run's results from its summary
+(:data:`RESULTS`; empty for a run that has not finished) and :data:`TAIL`. :data:`COLUMN_DOCS`
+describes each fixed column (the README's table is drawn from it).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sparseflow.store.errors import StoreError
+from sparseflow.store.records import RunRecord
+from sparseflow.utils.atomic import atomic_write_bytes
+
+COLUMN_DOCS: dict[str, str] = {
+    "run_id": "config id of the run (hash of its canonical config; run_id in summary.json)",
+    "run_key": "'<run_id>-s<seed>', the run directory name under runs/",
+    "kind": "'sparse' or 'dense'",
+    "sparse_width": "width of the sparse network of the run's SC-SDC pair",
+    "dense_width": "width of the dense network of the pair (a dense run's own width)",
+    "seed": "replicate seed",
+    "status": "planned | running | finished | failed",
+    "test_accuracy": "final test accuracy (fraction, 0-1)",
+    "test_loss": "final test cross-entropy",
+    "val_accuracy": "final validation accuracy (fraction)",
+    "val_loss": "final validation cross-entropy",
+    "train_accuracy": "final training accuracy (fraction, eval mode)",
+    "train_loss": "final training cross-entropy (eval mode)",
+    "egf1": "Effective Gradient Flow, L1, averaged over probe points",
+    "egf2": "Effective Gradient Flow, L2, averaged over probe points",
+    "gf1": "L1 norm of all raw gradients, averaged over probe points",
+    "gf2": "L2 norm of all raw gradients, averaged over probe points",
+    "gf1_masked": "L1 norm of the masked gradients, averaged over probe points",
+    "gf2_masked": "L2 norm of the masked gradients, averaged over probe points",
+    "egf1_per_weight": "EGF L1 with each layer's norm divided by its active weights",
+    "egf2_per_weight": "EGF L2 with each layer's norm divided by its active weights",
+    "epochs": "epochs trained (fewer than the cap after early stopping)",
+    "best_epoch": "epoch whose weights were kept (early stopping), else the last",
+    "stopped_early": "whether early stopping ended the run",
+    "density": "fraction of prunable weights active (1.0 for dense runs)",
+    "active_weights": "number of active prunable weights (empty for dense runs)",
+    "gradflow_points": "number of gradient-flow probe points the averages use",
+    "duration_s": "training wall-clock seconds (summed over resumed parts)",
+    "error": "the failure message of a failed run",
+}
+IDENTITY: tuple[str, ...] = ("run_id", "run_key", "kind", "sparse_width", "dense_width", "seed")
+RESULTS: tuple[str, ...] = (
+    "test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_accuracy", "train_loss",
+    "egf1", "egf2", "gf1", "gf2", "gf1_masked", "gf2_masked", "egf1_per_weight",
+    "egf2_per_weight", "epochs", "best_epoch", "stopped_early", "density", "active_weights",
+    "gradflow_points",
+)
+TAIL: tuple[str, ...] = ("duration_s", "error")
+FIXED = frozenset((*IDENTITY, "status", *RESULTS, *TAIL))
+FORMATS: tuple[str, ...] = ("csv", "parquet")
+
+# Arrow types of the fixed columns, so an export with no finished run keeps its dtypes.
+_INT = {"sparse_width", "dense_width", "seed", "epochs", "best_epoch", "active_weights",
+        "gradflow_points"}
+_BOOL = {"stopped_early"}
+_STR = {"run_id", "run_key", "kind", "status", "error"}
+
+
+def axis_columns(records: Iterable[RunRecord]) -> list[str]:
+    """The swept axes of ``records`` (union of their cell keys), sorted.
+
+    An axis named like a fixed column (e.g. ``seed``) is left out: the fixed column wins.
+    """
+    return sorted({key for r in records for key in r.cell} - FIXED)
+
+
+def result_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """One flat dict per run, keys in column order (see the module docstring)."""
+    axes = axis_columns(records)
+    rows: list[dict[str, Any]] = []
+    for r in records:
+        summary = r.summary if r.status == "finished" and r.summary else {}
+        row: dict[str, Any] = {"run_id": r.config_id, "run_key": r.run_key, "kind": r.kind,
+                               "sparse_width": r.sparse_width, "dense_width": r.dense_width,
+                               "seed": r.seed}
+        row.update({axis: r.cell.get(axis) for axis in axes})
+        row["status"] = r.status
+        row.update({key: summary.get(key) for key in RESULTS})
+        row["duration_s"] = r.duration_s
+        row["error"] = r.error
+        rows.append(row)
+    return rows
+
+
+def result_columns(records: Sequence[RunRecord]) -> list[str]:
+    """The column names of :func:`result_rows` of ``records`` (also when there are none)."""
+    return [*IDENTITY, *axis_columns(records), "status", *RESULTS, *TAIL]
+
+
+def write_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: str | Path,
+               fmt: str) -> Path:
+    """Write ``rows`` to ``path`` as ``fmt`` ('csv' or 'parquet'), atomically."""
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise StoreError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
+    data = _csv_bytes(rows, columns) if fmt == "csv" else _parquet_bytes(rows, columns)
+    dest = Path(path)
+    atomic_write_bytes(dest, data)
+    return dest
+
+
+def _cell_text(value: Any) -> Any:
+    """A value as the csv module should see it: None → empty, structures → JSON."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _csv_bytes(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> bytes:
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell_text(row.get(c)) for c in columns])
+    return buf.getvalue().encode()
+
+
+def _coerce(column: str, value: Any) -> Any:
+    """A fixed column's value in its Arrow type (ints stored as 3.0 become 3)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if column in _STR:
+        return str(value)
+    if column in _BOOL:
+        return bool(value)
+    if column in _INT:
+        return int(value)
+    return float(value)
+
+
+def _parquet_bytes(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> bytes:
+    try:
+        import pyarrow as pa  # type: ignore[import-untyped]
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise StoreError("parquet export needs pyarrow: pip install pyarrow "
+                         "(or pip install sparseflow[parquet]), or use --format csv") from exc
+    arrays = {}
+    for col in columns:
+        values = [row.get(col) for row in rows]
+        if col in FIXED:
+            kind = (pa.string() if col in _STR else pa.bool_() if col in _BOOL
+                    else pa.int64() if col in _INT else pa.float64())
+            arrays[col] = pa.array([_coerce(col, v) for v in values], type=kind)
+        else:
+            arrays[col] = _axis_array(pa, values)
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(arrays), sink)
+    return sink.getvalue().to_pybytes()
+
+
+def _axis_array(pa: Any, values: list[Any]) -> Any:
+    """An axis column: Arrow's inferred type, or text when the values do not share one."""
+    values = [json.dumps(v, sort_keys=True) if isinstance(v, dict | list | tuple) else v
+              for v in values]
+    if all(v is None for v in values):
+        return pa.array(values, type=pa.string())
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())

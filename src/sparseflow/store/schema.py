@@ -1,0 +1,165 @@
+"""The SQLite schema of ``study.sqlite``, its connection settings and its migrations.
+
+Durability decisions (the store must survive SIGKILL, and a power cut, at any moment):
+
+- ``journal_mode=WAL``: a commit appends to the write-ahead log, so readers (``study status``,
+  ``study export``) never block the driver and the driver never blocks them; a transaction
+  interrupted by a kill is simply absent from the log on the next open.
+- ``synchronous=FULL``: the log is fsynced at every commit, so a run recorded as finished stays
+  recorded even across an OS crash or power cut (NORMAL would be safe against a killed process
+  but may lose the last commits on power loss). The cost is one fsync per recorded run — a
+  millisecond against runs that last seconds to hours.
+- ``foreign_keys=ON``: metric rows can only exist for a known run.
+- a busy timeout, so a reader that opens the store while the driver commits waits instead of
+  failing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from sparseflow.store.errors import StoreError
+
+#: The schema version this code writes; a store with a newer one is refused.
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 30.0
+
+_V1 = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE study (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),  -- one study per store
+    name        TEXT NOT NULL,
+    spec        TEXT NOT NULL,                       -- JSON
+    fingerprint TEXT NOT NULL,
+    created_at  TEXT NOT NULL,                       -- ISO-8601 UTC
+    updated_at  TEXT NOT NULL
+);
+CREATE TABLE runs (
+    seq          INTEGER PRIMARY KEY,                -- plan order (stable across VACUUM)
+    run_key      TEXT NOT NULL UNIQUE,
+    config_id    TEXT NOT NULL,
+    seed         INTEGER NOT NULL,
+    kind         TEXT NOT NULL CHECK (kind IN ('sparse', 'dense')),
+    sparse_width INTEGER,
+    dense_width  INTEGER NOT NULL,
+    cell         TEXT NOT NULL,                      -- JSON: axis dotted key -> value
+    config       TEXT NOT NULL,                      -- JSON: full resolved config
+    status       TEXT NOT NULL DEFAULT 'planned'
+                 CHECK (status IN ('planned', 'running', 'finished', 'failed')),
+    error        TEXT,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    planned_at   TEXT NOT NULL,
+    started_at   TEXT,
+    finished_at  TEXT,
+    duration_s   REAL,
+    summary      TEXT                                -- JSON of summary.json, when finished
+);
+CREATE INDEX runs_status ON runs (status);
+CREATE TABLE metrics (
+    run_key        TEXT NOT NULL REFERENCES runs (run_key) ON DELETE CASCADE,
+    idx            INTEGER NOT NULL,                 -- position in the run's series
+    epoch          INTEGER,
+    train_loss     REAL,
+    train_accuracy REAL,
+    val_loss       REAL,
+    val_accuracy   REAL,
+    test_loss      REAL,
+    test_accuracy  REAL,
+    lr             REAL,
+    seconds        REAL,
+    data           TEXT NOT NULL,                    -- JSON: the whole row, as recorded
+    PRIMARY KEY (run_key, idx)
+);
+CREATE TABLE gradflow (
+    run_key   TEXT NOT NULL REFERENCES runs (run_key) ON DELETE CASCADE,
+    idx       INTEGER NOT NULL,                      -- position in the run's probe series
+    epoch     INTEGER,
+    step      INTEGER,
+    measures  TEXT NOT NULL,                         -- JSON: gf1, gf2, egf1, egf2, ...
+    per_layer TEXT NOT NULL,                         -- JSON: layer -> that layer's values
+    PRIMARY KEY (run_key, idx)
+);
+"""
+
+#: Migration to version ``v`` (applied in order, each in the opening transaction).
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: lambda conn: _script(conn, _V1),
+}
+
+
+def _script(conn: sqlite3.Connection, sql: str) -> None:
+    # executescript() would COMMIT the open transaction first; run statement by statement so a
+    # migration is all-or-nothing.
+    for statement in sql.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection to ``path`` with the store's settings (see the module docstring).
+
+    ``isolation_level=None``: the store issues BEGIN/COMMIT itself, so every transaction
+    boundary is explicit. ``check_same_thread=False``: a driver may record from an executor's
+    callback thread; the store serializes access with its own lock.
+    """
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is not a readable study store ({exc}); "
+                         "use another --dir or restore the file") from exc
+    return conn
+
+
+def stored_version(conn: sqlite3.Connection) -> int:
+    """The schema version recorded in ``meta`` (0 for an empty database)."""
+    has_meta = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+    if not has_meta:
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring the schema to :data:`SCHEMA_VERSION`; refuse a store written by newer code.
+
+    Reads first and writes only when something is missing, so opening an up-to-date store
+    (e.g. ``study status`` while the driver runs) takes no write lock.
+    """
+    version = _checked(conn, path)
+    if version == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _checked(conn, path)  # another process may have migrated meanwhile
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[target](conn)
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                     (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _checked(conn: sqlite3.Connection, path: Path) -> int:
+    try:
+        version = stored_version(conn)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is not a readable study store ({exc}); "
+                         "use another --dir or restore the file") from exc
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path} has store schema version {version}, newer than this "
+                         f"sparseflow supports ({SCHEMA_VERSION}); upgrade sparseflow")
+    return version

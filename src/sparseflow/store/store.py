@@ -1,0 +1,317 @@
+"""The durable run store of a study directory: ``DIR/study.sqlite``.
+
+One process (the study driver) writes it; workers never touch it (they write run directories,
+and the driver records what they produced). Every state change is one SQLite transaction, so a
+SIGKILL at any moment leaves either the state before or the state after it: a run is never
+recorded as finished without its metric rows, nor recorded twice. See ``schema.py`` for the
+journal and sync settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sparseflow.store import export as _export
+from sparseflow.store.codec import dumps as _dumps
+from sparseflow.store.codec import now as _now
+from sparseflow.store.codec import number as _number
+from sparseflow.store.errors import StoreError, StudyMismatchError
+from sparseflow.store.records import STATUSES, PlannedRun, RunRecord
+from sparseflow.store.rundir import read_run_outputs
+from sparseflow.store.schema import connect, migrate, stored_version
+
+DB_NAME, RUNS_DIR = "study.sqlite", "runs"
+_PLAN_COLUMNS = ("run_key", "config_id", "seed", "kind", "sparse_width", "dense_width", "cell",
+                 "config")
+_RECORD_COLUMNS = (*_PLAN_COLUMNS, "status", "error", "started_at", "finished_at", "duration_s",
+                   "summary", "attempts")
+_METRIC_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                   "test_loss", "test_accuracy", "lr", "seconds")
+
+
+class StudyStore:
+    """The run store of a study directory (see the module docstring).
+
+    Args:
+        study_dir: the study directory; ``study.sqlite`` lives in it.
+        create: create the directory and the store if missing; with False a missing store
+            raises :class:`StoreError`.
+
+    Usable from several threads of the driver (calls are serialized), never from a process
+    forked after opening it: open one store per process that needs it.
+    """
+
+    def __init__(self, study_dir: str | Path, *, create: bool = True) -> None:
+        self.study_dir = Path(study_dir)
+        self.path = self.study_dir / DB_NAME
+        self.runs_dir = self.study_dir / RUNS_DIR
+        missing = StoreError(f"no study at {self.study_dir}; run `sparseflow study run`")
+        if not create and not self.path.is_file():
+            raise missing
+        if create:
+            self.study_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._pid = os.getpid()
+        self._conn: sqlite3.Connection | None = connect(self.path)
+        try:
+            if not create and stored_version(self._conn) == 0:
+                raise missing
+            migrate(self._conn, self.path)
+        except BaseException:
+            self.close()
+            raise
+
+    # Transactions ----------------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"the store of {self.study_dir} is closed")
+        if os.getpid() != self._pid:
+            raise StoreError(f"the store of {self.study_dir} was opened by process {self._pid} "
+                             "and used in a forked child; open it in the process that uses it")
+        return self._conn
+
+    @contextmanager
+    def _transaction(self, mode: str) -> Iterator[sqlite3.Connection]:
+        """One transaction: IMMEDIATE for writes (takes the write lock up front, so it never
+        fails half-way on a busy database), DEFERRED for a consistent read snapshot."""
+        with self._lock:
+            conn = self._connection()
+            conn.execute(f"BEGIN {mode}")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._transaction("IMMEDIATE")
+
+    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._transaction("DEFERRED")
+
+    @staticmethod
+    def _status(conn: sqlite3.Connection, run_key: str) -> str:
+        row = conn.execute("SELECT status FROM runs WHERE run_key = ?", (run_key,)).fetchone()
+        if row is None:
+            raise StoreError(f"no planned run {run_key!r} in this study; plan it first")
+        return str(row[0])
+
+    # The study -------------------------------------------------------------------------------
+    def init_study(self, name: str, spec: dict[str, Any], fingerprint: str) -> None:
+        """Record the study, or check it is the one already here.
+
+        The first call stores name, spec and fingerprint. A later call with the same
+        fingerprint updates name and spec (a study may grow: more seeds, widths, axis values);
+        a different fingerprint raises :class:`StudyMismatchError`.
+        """
+        now = _now()
+        with self._write() as c:
+            row = c.execute("SELECT name, fingerprint FROM study WHERE id = 1").fetchone()
+            if row is None:
+                c.execute("INSERT INTO study (id, name, spec, fingerprint, created_at, "
+                          "updated_at) VALUES (1, ?, ?, ?, ?, ?)",
+                          (name, _dumps(spec), fingerprint, now, now))
+            elif row[1] != fingerprint:
+                raise StudyMismatchError(f"{self.study_dir} holds study {row[0]!r} with a "
+                                         "different base configuration; use a new --dir")
+            else:
+                c.execute("UPDATE study SET name = ?, spec = ?, updated_at = ? WHERE id = 1",
+                          (name, _dumps(spec), now))
+
+    def study_info(self) -> dict[str, Any] | None:
+        """``name, spec, fingerprint, created_at, updated_at`` of the study, or None."""
+        with self._read() as c:
+            row = c.execute("SELECT name, spec, fingerprint, created_at, updated_at FROM study "
+                            "WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        return {"name": row[0], "spec": json.loads(row[1]), "fingerprint": row[2],
+                "created_at": row[3], "updated_at": row[4]}
+
+    # Planning and state changes --------------------------------------------------------------
+    def add_planned(self, runs: Iterable[PlannedRun]) -> int:
+        """Insert the runs not yet in the store (status 'planned'); returns how many were new.
+
+        A run_key already present is left as it is: the first plan that named a run keeps its
+        cell (a dense run shared by two plans belongs to the cell that planned it first). The
+        same run_key with a different config id raises :class:`StoreError`.
+        """
+        now, new = _now(), 0
+        with self._write() as c:
+            for run in runs:
+                if not isinstance(run, PlannedRun):
+                    raise StoreError(f"add_planned takes PlannedRun objects, got {run!r:.80}")
+                cur = c.execute(
+                    "INSERT INTO runs (run_key, config_id, seed, kind, sparse_width, dense_width,"
+                    " cell, config, planned_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (run_key) DO NOTHING",
+                    (run.run_key, run.config_id, int(run.seed), run.kind, run.sparse_width,
+                     int(run.dense_width), _dumps(run.cell), _dumps(run.config), now))
+                if cur.rowcount:
+                    new += 1
+                    continue
+                (stored,) = c.execute("SELECT config_id FROM runs WHERE run_key = ?",
+                                      (run.run_key,)).fetchone()
+                if stored != run.config_id:
+                    raise StoreError(f"run {run.run_key} is stored with config id {stored}, "
+                                     f"planned again with {run.config_id}")
+        return new
+
+    def mark_running(self, run_key: str) -> None:
+        """Status 'running' and ``started_at`` now (a finished run raises StoreError)."""
+        with self._write() as c:
+            if self._status(c, run_key) == "finished":
+                raise StoreError(f"run {run_key} is already finished")
+            c.execute("UPDATE runs SET status = 'running', started_at = ?, error = NULL, "
+                      "attempts = attempts + 1 WHERE run_key = ?", (_now(), run_key))
+
+    def record_finished(self, run_key: str, summary: dict[str, Any],
+                        metrics: list[dict[str, Any]], gradflow: list[dict[str, Any]]) -> None:
+        """Record a finished run, its per-epoch metrics and gradient-flow series, in ONE
+        transaction. Idempotent: recording it again replaces the rows (one copy of everything)
+        and keeps the first ``finished_at``."""
+        if not isinstance(summary, dict):
+            raise StoreError(f"run {run_key}: summary must be a dict, got {type(summary)}")
+        metric_rows = [(run_key, i, *(_number(m.get(k)) for k in _METRIC_COLUMNS), _dumps(m))
+                       for i, m in enumerate(metrics)]
+        flow_rows = [(run_key, i, p.get("epoch"), p.get("step"),
+                      _dumps({k: v for k, v in p.items()
+                              if k not in ("epoch", "step", "per_layer")}),
+                      _dumps(p.get("per_layer", {}))) for i, p in enumerate(gradflow)]
+        with self._write() as c:
+            self._status(c, run_key)
+            now = _now()
+            c.execute("UPDATE runs SET finished_at = CASE WHEN status = 'finished' "
+                      "THEN finished_at ELSE ? END, started_at = COALESCE(started_at, ?), "
+                      "status = 'finished', duration_s = ?, summary = ?, error = NULL "
+                      "WHERE run_key = ?",
+                      (now, now, _number(summary.get("duration_s")), _dumps(summary), run_key))
+            c.execute("DELETE FROM metrics WHERE run_key = ?", (run_key,))
+            c.execute("DELETE FROM gradflow WHERE run_key = ?", (run_key,))
+            marks = ", ".join("?" * (3 + len(_METRIC_COLUMNS)))
+            c.executemany(f"INSERT INTO metrics (run_key, idx, {', '.join(_METRIC_COLUMNS)}, "
+                          f"data) VALUES ({marks})", metric_rows)
+            c.executemany("INSERT INTO gradflow (run_key, idx, epoch, step, measures, "
+                          "per_layer) VALUES (?, ?, ?, ?, ?, ?)", flow_rows)
+
+    def record_failed(self, run_key: str, error: str) -> None:
+        """Status 'failed' with the error text (a finished run raises StoreError)."""
+        with self._write() as c:
+            if self._status(c, run_key) == "finished":
+                raise StoreError(f"run {run_key} is already finished")
+            c.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = ? "
+                      "WHERE run_key = ?", (str(error), _now(), run_key))
+
+    def reset_stale(self) -> int:
+        """Runs left 'running' by a killed driver go back to 'planned'; returns how many."""
+        with self._write() as c:
+            return c.execute("UPDATE runs SET status = 'planned', started_at = NULL "
+                             "WHERE status = 'running'").rowcount
+
+    def reset_failed(self) -> int:
+        """Failed runs go back to 'planned' (to retry them); returns how many."""
+        with self._write() as c:
+            return c.execute("UPDATE runs SET status = 'planned', started_at = NULL, "
+                             "finished_at = NULL, error = NULL WHERE status = 'failed'").rowcount
+
+    def reconcile(self) -> int:
+        """Record as finished every unfinished run whose run directory holds a summary.json
+        (a worker finished it but the driver died before recording); returns how many."""
+        done = 0
+        for run in self.runs():
+            if run.status != "finished":
+                outputs = read_run_outputs(self.runs_dir / run.run_key)
+                if outputs is not None:
+                    self.record_finished(run.run_key, outputs.summary, outputs.metrics,
+                                         outputs.gradflow)
+                    done += 1
+        return done
+
+    # Reading ---------------------------------------------------------------------------------
+    def runs(self, status: str | None = None) -> list[RunRecord]:
+        """Every run in plan order, or those with ``status`` (one of :data:`STATUSES`)."""
+        if status is not None and status not in STATUSES:
+            raise StoreError(f"unknown run status {status!r}; statuses: {', '.join(STATUSES)}")
+        sql = f"SELECT {', '.join(_RECORD_COLUMNS)} FROM runs"
+        args: tuple[Any, ...] = ()
+        if status is not None:
+            sql, args = sql + " WHERE status = ?", (status,)
+        with self._read() as c:
+            rows = c.execute(sql + " ORDER BY seq", args).fetchall()
+        return [self._record(row) for row in rows]
+
+    def run(self, run_key: str) -> RunRecord | None:
+        """The record of one run, or None if it is not planned."""
+        with self._read() as c:
+            row = c.execute(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM runs WHERE run_key = ?",
+                            (run_key,)).fetchone()
+        return None if row is None else self._record(row)
+
+    @staticmethod
+    def _record(row: tuple[Any, ...]) -> RunRecord:
+        values = dict(zip(_RECORD_COLUMNS, row, strict=True))
+        for key in ("cell", "config"):
+            values[key] = json.loads(values[key])
+        values["summary"] = None if values["summary"] is None else json.loads(values["summary"])
+        return RunRecord(**values)
+
+    def counts(self) -> dict[str, int]:
+        """Status → number of runs, every status present (zeros included)."""
+        with self._read() as c:
+            found = dict(c.execute("SELECT status, COUNT(*) FROM runs GROUP BY status"))
+        return {s: int(found.get(s, 0)) for s in STATUSES}
+
+    def metrics(self, run_key: str) -> list[dict[str, Any]]:
+        """The per-epoch metric rows of a run, as recorded (empty until it finished)."""
+        with self._read() as c:
+            self._status(c, run_key)
+            rows = c.execute("SELECT data FROM metrics WHERE run_key = ? ORDER BY idx",
+                             (run_key,)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def gradflow(self, run_key: str) -> list[dict[str, Any]]:
+        """The gradient-flow series of a run: ``epoch, step``, the measures, ``per_layer``."""
+        with self._read() as c:
+            self._status(c, run_key)
+            rows = c.execute("SELECT epoch, step, measures, per_layer FROM gradflow "
+                             "WHERE run_key = ? ORDER BY idx", (run_key,)).fetchall()
+        return [{"epoch": e, "step": s, **json.loads(m), "per_layer": json.loads(p)}
+                for e, s, m, p in rows]
+
+    def results(self) -> list[dict[str, Any]]:
+        """One flat dict per run: the ``study export`` contract (see ``export.py``)."""
+        return _export.result_rows(self.runs())
+
+    def export(self, path: str | Path, fmt: str) -> Path:
+        """Write :meth:`results` to ``path`` as ``fmt`` ('csv' or 'parquet'), atomically."""
+        records = self.runs()
+        return _export.write_rows(_export.result_rows(records),
+                                  _export.result_columns(records), path, fmt)
+
+    # Lifetime --------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            if self._conn is not None and os.getpid() == self._pid:
+                self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> StudyStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"StudyStore({str(self.study_dir)!r})"

@@ -1,0 +1,82 @@
+"""What a worker process does: train one planned run and hand its results to the driver.
+
+Workers never touch the study store (the driver is its single writer); they write only their
+own run directory, whose atomic files make a killed worker harmless: the run resumes from its
+last checkpoint next time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Loaded datasets of this worker process, by data config (runs of a study share datasets).
+_DATA_CACHE: dict[str, Any] = {}
+
+
+@dataclass
+class Outcome:
+    """A finished or failed run, as the driver records it."""
+
+    run_key: str
+    ok: bool
+    summary: dict[str, Any] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    gradflow: list[dict[str, Any]] = field(default_factory=list)
+    error: str = ""
+
+
+def init_worker(threads: int) -> None:
+    """Pool initializer: bound intra-op threads, die with the driver (Linux), fill registries."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    if sys.platform.startswith("linux"):
+        # A worker must not outlive a killed driver: a new driver could then start the same
+        # run directory while the orphan still writes it.
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() == 1:  # the driver died before prctl took effect
+            os._exit(1)
+    import sparseflow  # noqa: F401
+
+
+def _data(cfg: Any) -> Any:
+    from sparseflow.data import load_data
+
+    key = cfg.data.model_dump_json()
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()  # one dataset at a time bounds a worker's memory
+        _DATA_CACHE[key] = load_data(cfg.data)
+    return _DATA_CACHE[key]
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def execute(run_key: str, config: dict[str, Any], runs_dir: str) -> Outcome:
+    """Train (or resume, or just read back) one run; never raises for a failing run."""
+    from sparseflow.config.schema import ExperimentConfig
+    from sparseflow.train.run import run_experiment
+
+    try:
+        cfg = ExperimentConfig.model_validate(config)
+        result = run_experiment(cfg, runs_dir, data=_data(cfg))
+        return Outcome(run_key, True, result.summary,
+                       _read_json(result.run_dir / "metrics.json"),
+                       _read_json(result.run_dir / "gradflow.json"))
+    except Exception as exc:  # a failing run is recorded, and the study goes on
+        last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        where = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        return Outcome(run_key, False, error=f"{type(exc).__name__}: {message}{where}")
