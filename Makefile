@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/sparseflow demo
+	$(BIN)/sparseflow study run configs/studies/quickstart.yaml --dir runs/quickstart
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -51,3 +51,19 @@ def test_monitor_example_runs_under_15_lines() -> None:
         assert torch.all(w[~mask[name]] == 0)
     # The monitor saw raw gradients: unmasked norm > masked norm.
     assert mon.history[-1]["gf2"] > mon.history[-1]["gf2_masked"]
+
+
+def test_export_columns_documented() -> None:
+    from sparseflow.store.export import COLUMN_DOCS
+
+    block = _block("export-columns")
+    for column, meaning in COLUMN_DOCS.items():
+        assert f"| `{column}` | {meaning} |" in block, column
+
+
+def test_builtin_variants_documented() -> None:
+    from sparseflow.studies.spec import VARIANTS
+
+    studies = README.read_text().split("## Studies", 1)[1].split("\n## ", 1)[0]
+    for name in VARIANTS:
+        assert f"| `{name}` |" in studies, name

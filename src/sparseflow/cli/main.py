@@ -23,9 +23,8 @@ app = typer.Typer(
 
 def _register_commands() -> None:
     # Imported here so `sparseflow --help` stays fast and commands register exactly once.
-    from sparseflow.cli import demo_cmd, list_cmd, pair_cmd, study_cmd, train_cmd
+    from sparseflow.cli import list_cmd, pair_cmd, study_cmd, train_cmd
 
-    demo_cmd.register(app)
     train_cmd.register(app)
     study_cmd.register(app)
     pair_cmd.register(app)
