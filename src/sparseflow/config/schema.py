@@ -72,8 +72,15 @@ class ModelConfig(FrozenConfig):
     """A width-parametrized model family."""
 
     name: ModelName = Field("mlp", description="Model family (`sparseflow list models`).")
-    width: int = Field(128, gt=0, description="Width: units per hidden layer (MLP).")
+    width: int = Field(
+        128, gt=0, description="Width, the SC-SDC knob: units per hidden layer (mlp); channels "
+        "of the first conv layer (cnn; 32 = the paper's CNN); channels of the first stage "
+        "(wrn: 16·k for WRN-d-k)."
+    )
     hidden_layers: int = Field(2, ge=1, description="Number of hidden layers (MLP).")
+    depth: int | None = Field(
+        None, ge=1, description="wrn: depth d of WRN-d-k (d = 6n + 4); None = the family default."
+    )
     activation: ActivationName = Field(
         "relu", description="Activation (`sparseflow list activations`)."
     )
