@@ -89,7 +89,8 @@ def test_init_model_resets_everything_else_deterministically() -> None:
     assert torch.equal(norm.running_mean, torch.zeros(8))
     assert torch.equal(norm.running_var, torch.ones(8))
     assert norm.num_batches_tracked.item() == 0
-    assert torch.equal(model.hidden[0].linear.bias, torch.zeros(8))
+    assert model.hidden[0].linear.bias is None  # BN follows: no bias
+    assert torch.equal(model.out.bias, torch.zeros(10))
     assert torch.equal(model.hidden[1].act.a_l, torch.full((8,), 0.2))
 
 

@@ -34,11 +34,18 @@ def test_forward_shape(input_shape: tuple[int, ...]) -> None:
 
 def test_parameter_names_in_input_to_output_order() -> None:
     model = _build(hidden_layers=2, batchnorm=True, activation="prelu")
+    # With BatchNorm the hidden linear layers have no bias (BN's shift replaces it).
     assert [n for n, _ in model.named_parameters()] == [
-        "hidden.0.linear.weight", "hidden.0.linear.bias",
+        "hidden.0.linear.weight",
         "hidden.0.norm.weight", "hidden.0.norm.bias", "hidden.0.act.weight",
-        "hidden.1.linear.weight", "hidden.1.linear.bias",
+        "hidden.1.linear.weight",
         "hidden.1.norm.weight", "hidden.1.norm.bias", "hidden.1.act.weight",
+        "out.weight", "out.bias",
+    ]  # fmt: skip
+    plain = _build(hidden_layers=2, activation="prelu")
+    assert [n for n, _ in plain.named_parameters()] == [
+        "hidden.0.linear.weight", "hidden.0.linear.bias", "hidden.0.act.weight",
+        "hidden.1.linear.weight", "hidden.1.linear.bias", "hidden.1.act.weight",
         "out.weight", "out.bias",
     ]  # fmt: skip
 
@@ -102,7 +109,7 @@ def test_batchnorm_forward_in_train_mode_by_hand() -> None:
     x = _x(8, 40)
     h = x
     for block in model.hidden:
-        z = h @ block.linear.weight.T + block.linear.bias  # (B, W)
+        z = h @ block.linear.weight.T  # (B, W); no bias before BN
         z = (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + block.norm.eps)
         h = F.relu(z)  # BN weight 1, bias 0 after init
     expected = h @ model.out.weight.T + model.out.bias

@@ -156,11 +156,12 @@ def test_pair_table_per_layer_and_non_pruned_mismatch() -> None:
     assert all(lp.matched for lp in table.layers) and table.matched
     assert table.sparse_active == table.dense_weights == 40 * 97 + 3 * 97**2 + 970
     assert table.sparse_total == 40 * 301 + 3 * 301**2 + 3010
-    # Unmatched parameters, by hand: biases 4W + 10, BN 2·4W, PReLU slopes 4W.
+    # Unmatched parameters, by hand: biases only on the output layer (hidden layers feed
+    # BatchNorm and have none), BN 2·4W, PReLU slopes 4W.
     npr = table.non_pruned
-    assert npr["bias"] == {"sparse": 4 * 301 + 10, "dense": 4 * 97 + 10, "difference": 4 * 204}
+    assert npr["bias"] == {"sparse": 10, "dense": 10, "difference": 0}
     assert npr["norm"]["difference"] == 8 * 204 and npr["activation"]["sparse"] == 4 * 301
-    assert npr["all"]["difference"] == 16 * 204 and npr["other"]["sparse"] == 0
+    assert npr["all"]["difference"] == 12 * 204 and npr["other"]["sparse"] == 0
     out = json.loads(json.dumps(table.to_dict()))
     assert out["totals"]["matched"] is True
     assert out["layers"][1]["sparse_shape"] == [301, 301]

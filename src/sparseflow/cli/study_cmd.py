@@ -59,6 +59,12 @@ def run_cmd(
     directory: Path = typer.Option(..., "--dir", help="Study directory (store and runs)."),
     jobs: int | None = typer.Option(None, "--jobs", help="Parallel runs (default: all cores)."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failed run."),
+    vectorize: str = typer.Option("auto", "--vectorize", help="auto: train same-shape runs as "
+                                  "batched groups; off: every run alone."),
+    max_group: int = typer.Option(8, "--max-group", help="Most runs in one batched group."),
+    executor: str = typer.Option("local", "--executor", help="local (process pool) or ray."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (ray "
+                                       "executor; default: RAY_ADDRESS or a local cluster)."),
     metric: str = typer.Option("test_accuracy", help="Metric of the final p-value table."),
 ) -> None:
     """Run (or resume) a study, then print its p-value table."""
@@ -72,7 +78,9 @@ def run_cmd(
     progress = StudyProgress(console, plan.spec.name)
     try:
         outcome = run_study(plan, directory, jobs=jobs, fail_fast=fail_fast,
-                            on_start=progress.start, on_outcome=progress.advance)
+                            vectorize=vectorize, max_group=max_group, executor=executor,
+                            address=address, on_start=progress.start,
+                            on_outcome=progress.advance)
     finally:
         progress.stop()
     console.print(f"{outcome.finished} runs finished, {outcome.failed} failed, "

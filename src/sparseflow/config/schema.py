@@ -91,7 +91,10 @@ class ModelConfig(FrozenConfig):
     init: InitName = Field(
         "kaiming_normal", description="Weight initialization (`sparseflow list inits`)."
     )
-    bias: bool = Field(True, description="Linear layers have biases (initialized to zero).")
+    bias: bool = Field(
+        True, description="Layers have biases (initialized to zero); a layer followed by "
+        "BatchNorm has none (BN's shift replaces it)."
+    )
 
 
 

@@ -47,7 +47,10 @@ class MLPBlock(nn.Module):
         residual: bool,
     ) -> None:
         super().__init__()
-        self.linear = nn.Linear(in_features, width, bias=bias)
+        # A bias right before BatchNorm is redundant (BN subtracts the batch mean): its exact
+        # gradient is 0, and adaptive optimizers would turn rounding noise there into
+        # full-size random steps. BN's own shift takes its place.
+        self.linear = nn.Linear(in_features, width, bias=bias and not batchnorm)
         # Identity placeholders keep the module layout identical with or without BN/dropout.
         self.norm: nn.Module = nn.BatchNorm1d(width) if batchnorm else nn.Identity()
         self.act: nn.Module = ACTIVATIONS.get(activation)(width)

@@ -1,5 +1,6 @@
-"""Running a study: the driver plans, schedules runs on a local process pool, and is the one
-writer of the store. Idempotent: finished runs are skipped, interrupted ones resume."""
+"""Running a study: the driver plans, groups same-shape runs, schedules the groups on a
+backend (in-process, a local process pool, or a Ray cluster) and is the one writer of the store.
+Idempotent: finished runs are skipped, interrupted ones resume."""
 
 from __future__ import annotations
 
@@ -11,15 +12,21 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparseflow.store import PlannedRun, StudyLock, StudyStore
+from sparseflow.errors import ConfigError
+from sparseflow.store import StudyLock, StudyStore
+from sparseflow.studies.grouping import RunGroup, group_runs
 from sparseflow.studies.plan import Plan
-from sparseflow.studies.worker import Outcome, execute, init_worker
+from sparseflow.studies.worker import Outcome, execute_group, init_worker
 
 RUNS = "runs"
+EXECUTORS = ("local", "ray")
+
+#: Called with a run key when its run is handed to a worker.
+Started = Callable[[str], None]
 
 
 class WorkerDied(RuntimeError):
-    """A worker process died; the study stops and the run is retried next invocation."""
+    """A worker process died; the study stops and its runs are retried next invocation."""
 
 
 @dataclass
@@ -30,6 +37,7 @@ class StudyOutcome:
     skipped: int
     finished: int
     failed: int
+    groups: int = 0
     aborted: bool = False
 
 
@@ -41,47 +49,42 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _record(store: StudyStore, out: Outcome) -> None:
-    if out.ok:
-        store.record_finished(out.run_key, out.summary, out.metrics, out.gradflow)
-    else:
-        store.record_failed(out.run_key, out.error)
+def _items(group: RunGroup) -> list[tuple[str, dict]]:
+    return [(r.run_key, r.config) for r in group.runs]
 
 
-Started = Callable[[str], None]
+def serial_backend(groups: list[RunGroup], runs_dir: str, started: Started) -> Iterable[Outcome]:
+    """In-process (jobs = 1): no worker start-up cost, the caller's thread settings apply."""
+    for group in groups:
+        for key in group.keys:
+            started(key)
+        yield from execute_group(_items(group), runs_dir)
 
 
-def _serial(todo: list[PlannedRun], runs_dir: str, started: Started) -> Iterable[Outcome]:
-    # In-process (jobs = 1): no worker start-up cost, the caller's thread settings apply.
-    for run in todo:
-        started(run.run_key)
-        yield execute(run.run_key, run.config, runs_dir)
-
-
-def _pooled(todo: list[PlannedRun], runs_dir: str, jobs: int, threads: int,
-            started: Started) -> Iterable[Outcome]:
-    # spawn: workers start clean (no forked torch thread pools or locks).
-    ctx = mp.get_context("spawn")
+def pool_backend(groups: list[RunGroup], runs_dir: str, started: Started, *, jobs: int,
+                 threads: int) -> Iterable[Outcome]:
+    """A local pool of spawned worker processes, at most two groups per worker in flight."""
+    ctx = mp.get_context("spawn")  # workers start clean: no forked thread pools or locks
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=init_worker,
                              initargs=(threads,)) as pool:
-        pending: dict[Future[Outcome], str] = {}
-        queue = list(reversed(todo))
+        pending: dict[Future[list[Outcome]], RunGroup] = {}
+        queue = list(reversed(groups))
         try:
-            # At most 2 runs per worker in flight: a fail-fast stop has little to cancel, and
-            # runs complete roughly in plan order.
             while queue or pending:
                 while queue and len(pending) < 2 * jobs:
-                    run = queue.pop()
-                    started(run.run_key)
-                    pending[pool.submit(execute, run.run_key, run.config, runs_dir)] = run.run_key
+                    group = queue.pop()
+                    for key in group.keys:
+                        started(key)
+                    pending[pool.submit(execute_group, _items(group), runs_dir)] = group
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    key = pending.pop(fut)
+                    group = pending.pop(fut)
                     try:
-                        yield fut.result()
+                        yield from fut.result()
                     except BrokenProcessPool as exc:
                         # A worker died (killed, out of memory): its runs resume next time.
-                        yield Outcome(key, False, error=f"worker process died: {exc}")
+                        for key in group.keys:
+                            yield Outcome(key, False, error=f"worker process died: {exc}")
                         raise WorkerDied(str(exc)) from None
         finally:
             for fut in pending:
@@ -89,16 +92,24 @@ def _pooled(todo: list[PlannedRun], runs_dir: str, jobs: int, threads: int,
 
 
 def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
-              fail_fast: bool = False,
+              fail_fast: bool = False, vectorize: str = "auto", max_group: int = 8,
+              executor: str = "local", address: str | None = None,
               on_start: Callable[[int, int], None] | None = None,
               on_outcome: Callable[[Outcome], None] | None = None) -> StudyOutcome:
     """Run every unfinished run of ``plan`` in ``study_dir``; returns what happened.
 
-    Refuses (StudyBusyError) when another driver holds the directory, and (StudyMismatchError)
-    when the directory holds a study with another base configuration. Failed runs are recorded
-    with their error and retried on the next invocation; ``fail_fast`` stops scheduling after
-    the first failure.
+    Same-shape runs are trained as batched groups of at most ``max_group`` when ``vectorize``
+    is 'auto' (the results are the same as separate runs within float tolerance). Refuses
+    (StudyBusyError) when another driver holds the directory, and (StudyMismatchError) when it
+    holds a study with another base configuration. Failed runs are recorded with their error and
+    retried on the next invocation; ``fail_fast`` stops scheduling after the first failure.
     """
+    if vectorize not in ("auto", "off"):
+        raise ConfigError(f"--vectorize must be auto or off, not {vectorize!r}")
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
+    if max_group < 1:
+        raise ConfigError(f"--max-group must be ≥ 1, got {max_group}")
     study_dir = Path(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
     jobs = jobs or default_jobs()
@@ -109,18 +120,17 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
         store.reconcile()  # runs finished on disk after a driver died before recording them
         status = {r.run_key: r.status for r in store.runs()}
         todo = [r for r in plan.runs if status.get(r.run_key) != "finished"]
+        groups = group_runs(todo, vectorize=vectorize, max_group=max_group)
         outcome = StudyOutcome(planned=len(plan.runs), skipped=len(plan.runs) - len(todo),
-                               finished=0, failed=0)
+                               finished=0, failed=0, groups=len(groups))
         if on_start:
             on_start(len(plan.runs), outcome.skipped)
         runs_dir = str(study_dir / RUNS)
-        threads = max(1, default_jobs() // jobs)
-        stream = (_serial(todo, runs_dir, store.mark_running) if jobs == 1 or len(todo) <= 1
-                  else _pooled(todo, runs_dir, min(jobs, len(todo)), threads,
-                               store.mark_running))
+        stream = _backend(groups, runs_dir, store.mark_running, executor, address, jobs)
         try:
             for out in stream:
-                _record(store, out)
+                store.record_finished(out.run_key, out.summary, out.metrics, out.gradflow) \
+                    if out.ok else store.record_failed(out.run_key, out.error)
                 outcome.finished += out.ok
                 outcome.failed += not out.ok
                 if on_outcome:
@@ -131,3 +141,15 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
         except WorkerDied:
             outcome.aborted = True
         return outcome
+
+
+def _backend(groups: list[RunGroup], runs_dir: str, started: Started, executor: str,
+             address: str | None, jobs: int) -> Iterable[Outcome]:
+    if executor == "ray":
+        from sparseflow.studies.ray_backend import ray_backend
+
+        return ray_backend(groups, runs_dir, started, address=address)
+    if jobs == 1 or len(groups) <= 1:
+        return serial_backend(groups, runs_dir, started)
+    return pool_backend(groups, runs_dir, started, jobs=min(jobs, len(groups)),
+                        threads=max(1, default_jobs() // jobs))

@@ -64,6 +64,30 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else []
 
 
+def _outcome(run_key: str, result: Any) -> Outcome:
+    return Outcome(run_key, True, result.summary, _read_json(result.run_dir / "metrics.json"),
+                   _read_json(result.run_dir / "gradflow.json"))
+
+
+def execute_group(items: list[tuple[str, dict[str, Any]]], runs_dir: str) -> list[Outcome]:
+    """Train a group of same-shape runs as one batched computation (a group of one: alone).
+
+    If the batched computation fails, the members are run one by one, so that every failure
+    is recorded against the run that causes it.
+    """
+    if len(items) == 1:
+        return [execute(items[0][0], items[0][1], runs_dir)]
+    from sparseflow.config.schema import ExperimentConfig
+    from sparseflow.train.vectorized import run_group
+
+    try:
+        cfgs = [ExperimentConfig.model_validate(config) for _, config in items]
+        results = run_group(cfgs, runs_dir, data=_data(cfgs[0]))
+        return [_outcome(key, res) for (key, _), res in zip(items, results, strict=True)]
+    except Exception:  # noqa: BLE001 - fall back to separate runs, which record the error
+        return [execute(key, config, runs_dir) for key, config in items]
+
+
 def execute(run_key: str, config: dict[str, Any], runs_dir: str) -> Outcome:
     """Train (or resume, or just read back) one run; never raises for a failing run."""
     from sparseflow.config.schema import ExperimentConfig
@@ -71,10 +95,7 @@ def execute(run_key: str, config: dict[str, Any], runs_dir: str) -> Outcome:
 
     try:
         cfg = ExperimentConfig.model_validate(config)
-        result = run_experiment(cfg, runs_dir, data=_data(cfg))
-        return Outcome(run_key, True, result.summary,
-                       _read_json(result.run_dir / "metrics.json"),
-                       _read_json(result.run_dir / "gradflow.json"))
+        return _outcome(run_key, run_experiment(cfg, runs_dir, data=_data(cfg)))
     except Exception as exc:  # a failing run is recorded, and the study goes on
         last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         where = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""

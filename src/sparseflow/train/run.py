@@ -28,6 +28,7 @@ from sparseflow.config import config_id, dump_config, run_name
 from sparseflow.config.schema import ExperimentConfig
 from sparseflow.data import DataBundle, load_data
 from sparseflow.errors import ConfigError, RunError
+from sparseflow.sparsity import Mask
 from sparseflow.train.build import Built, build_run
 from sparseflow.train.hooks import stateful
 from sparseflow.train.loop import evaluate, fit
@@ -115,16 +116,11 @@ def load_checkpoint(run_dir: Path, built: Built) -> bool:
     return True
 
 
-def _summary(cfg: ExperimentConfig, built: Built, seconds: float,
-             resumed: bool) -> dict[str, Any]:
-    st, data, mask = built.state, built.data, built.mask
-    ev = cfg.train.eval_batch_size
-    final = {}
-    for split in ("train", "val", "test"):
-        loss, acc = evaluate(st.model, getattr(data, split), ev)
-        final[f"{split}_loss"], final[f"{split}_accuracy"] = loss, acc
-    params_total = sum(p.numel() for p in st.model.parameters())
-    active = mask.active() if mask is not None else None
+def summary_record(cfg: ExperimentConfig, *, final: dict[str, float], epochs: int, steps: int,
+                   stopped: bool, stop_reason: str, best_epoch: int, seconds: float,
+                   resumed: bool, params_total: int, mask: Mask | None, data: DataBundle,
+                   extra: dict[str, Any]) -> dict[str, Any]:
+    """The content of ``summary.json`` (shared by single and vectorized runs)."""
     return {
         "run_id": config_id(cfg),
         "seed": cfg.seed,
@@ -133,22 +129,37 @@ def _summary(cfg: ExperimentConfig, built: Built, seconds: float,
         "width": cfg.model.width,
         "dense_width": cfg.sparsity.dense_width,
         **final,
-        "epochs": st.epoch,
-        "steps": st.step,
-        "stopped_early": bool(st.stop),
-        "stop_reason": st.stop_reason,
-        "best_epoch": built.early.best_epoch if built.early else st.epoch,
+        "epochs": epochs,
+        "steps": steps,
+        "stopped_early": stopped,
+        "stop_reason": stop_reason,
+        "best_epoch": best_epoch,
         "duration_s": seconds,
         "resumed": resumed,
         "params_total": params_total,
         "prunable_weights": mask.total() if mask is not None else None,
-        "active_weights": active,
+        "active_weights": mask.active() if mask is not None else None,
         "density": mask.density() if mask is not None else 1.0,
         "dataset": {"name": data.name, "source": data.source, "train": len(data.train),
                     "val": len(data.val), "test": len(data.test)},
         "versions": {"sparseflow": __version__, "torch": torch.__version__,
                      "python": platform.python_version()},
-    } | _hook_summaries(built)
+    } | extra
+
+
+def _summary(cfg: ExperimentConfig, built: Built, seconds: float,
+             resumed: bool) -> dict[str, Any]:
+    st, data = built.state, built.data
+    final = {}
+    for split in ("train", "val", "test"):
+        loss, acc = evaluate(st.model, getattr(data, split), cfg.train.eval_batch_size)
+        final[f"{split}_loss"], final[f"{split}_accuracy"] = loss, acc
+    return summary_record(
+        cfg, final=final, epochs=st.epoch, steps=st.step, stopped=bool(st.stop),
+        stop_reason=st.stop_reason,
+        best_epoch=built.early.best_epoch if built.early else st.epoch, seconds=seconds,
+        resumed=resumed, params_total=sum(p.numel() for p in st.model.parameters()),
+        mask=built.mask, data=data, extra=_hook_summaries(built))
 
 
 def _hook_summaries(built: Built) -> dict[str, Any]:

@@ -1,0 +1,70 @@
+"""Grouping same-shape runs so they can be trained as one batched computation.
+
+Runs of one group differ only in their seed (hence init, mask and data order) and their
+learning rate; everything else — model family and widths, data, optimizer, regularization,
+schedule, epochs, probe settings — is identical. Only families and settings the vectorized
+engine supports are grouped; everything else runs alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sparseflow.config.schema import ExperimentConfig
+from sparseflow.store import PlannedRun
+
+#: Model families the vectorized engine implements.
+VECTORIZABLE_FAMILIES = frozenset({"mlp"})
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """Runs trained together (one run = a group of one)."""
+
+    runs: tuple[PlannedRun, ...]
+
+    @property
+    def keys(self) -> list[str]:
+        """The run keys of the members."""
+        return [r.run_key for r in self.runs]
+
+
+def vectorizable(cfg: ExperimentConfig) -> bool:
+    """Whether the vectorized engine supports this config."""
+    return (cfg.model.name in VECTORIZABLE_FAMILIES
+            and not (cfg.gradflow.enabled and cfg.gradflow.probe_set == "batch"))
+
+
+def group_key(config: dict) -> str:
+    """What must be equal within a group: the config without seed, name and learning rate."""
+    stripped = {k: v for k, v in config.items() if k not in ("seed", "name")}
+    stripped["optim"] = {k: v for k, v in config["optim"].items() if k != "lr"}
+    return json.dumps(stripped, sort_keys=True)
+
+
+def group_runs(runs: Sequence[PlannedRun], *, vectorize: str = "auto",
+               max_group: int = 8) -> list[RunGroup]:
+    """Partition ``runs`` into groups of at most ``max_group`` same-shape runs.
+
+    ``vectorize='off'`` gives one group per run. Groups keep the plan order of their first
+    member, and members keep plan order.
+    """
+    if vectorize == "off" or max_group <= 1:
+        return [RunGroup((r,)) for r in runs]
+    buckets: dict[str, list[PlannedRun]] = {}
+    singles: list[tuple[int, PlannedRun]] = []
+    order: dict[str, int] = {}
+    for i, run in enumerate(runs):
+        if not vectorizable(ExperimentConfig.model_validate(run.config)):
+            singles.append((i, run))
+            continue
+        key = group_key(run.config)
+        order.setdefault(key, i)
+        buckets.setdefault(key, []).append(run)
+    groups: list[tuple[int, RunGroup]] = [(i, RunGroup((r,))) for i, r in singles]
+    for key, members in buckets.items():
+        for start in range(0, len(members), max_group):
+            groups.append((order[key] + start, RunGroup(tuple(members[start:start + max_group]))))
+    return [g for _, g in sorted(groups, key=lambda t: t[0])]
