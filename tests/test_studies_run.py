@@ -152,3 +152,21 @@ def test_sigkill_study_then_resume_loses_nothing(tmp_path: Path) -> None:
         a = torch.load(study / "runs" / run.run_key / "final.pt", weights_only=True)
         b = torch.load(alone.run_dir / "final.pt", weights_only=True)
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_vectorize_auto_and_off_give_the_same_results(tmp_path: Path) -> None:
+    spec = _spec(axes={"optim.name": ["adam", "momentum"]}, variants=["NR", "BN"], seeds=3,
+                 scsdc={"sparse_width": 40, "dense_widths": [8, 16]})
+    plan = expand(spec)
+    auto = run_study(plan, tmp_path / "auto", jobs=2, vectorize="auto", max_group=8)
+    off = run_study(plan, tmp_path / "off", jobs=2, vectorize="off")
+    assert auto.groups == 16 and off.groups == 48  # 3 seeds per group of same-shape runs
+    with StudyStore(tmp_path / "auto", create=False) as a, \
+            StudyStore(tmp_path / "off", create=False) as b:
+        ra = {r["run_key"]: r for r in a.results()}
+        rb = {r["run_key"]: r for r in b.results()}
+    assert ra.keys() == rb.keys() and len(ra) == 48
+    for key, row in ra.items():
+        assert row["status"] == rb[key]["status"] == "finished"
+        assert abs(row["test_accuracy"] - rb[key]["test_accuracy"]) <= 0.005
+        assert row["egf2"] == pytest.approx(rb[key]["egf2"], rel=1e-3)

@@ -198,10 +198,9 @@ def _train(*, cfgs: list[ExperimentConfig], dirs: list[Path], root: Path,
              if any(p is t for t in decay_targets(model0, cfgs[0].regularization.l2_on_all))]
 
     def on_epoch(st: GroupState) -> None:
+        # One checkpoint for the group (it holds every member's series too).
         t0 = time.perf_counter()
         atomic_torch_save(st.state_dict(), ckpt)
-        for k, d in enumerate(dirs):
-            atomic_write_json(d / METRICS, st.history[k])
         st.seconds += time.perf_counter() - t0
 
     loop.fit(state, data, decay_names=decay,

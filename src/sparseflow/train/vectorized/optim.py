@@ -27,22 +27,34 @@ def _lr(lr: Tensor, like: Tensor) -> Tensor:
 
 
 class BatchedOptimizer:
-    """Base: holds the config, per-name state and the step count."""
+    """Base: holds the config, per-name state and the step count.
+
+    Updates use ``torch._foreach_*`` over all parameters at once: the models are tiny, so the
+    cost of a step is the number of tensor operations, not their size.
+    """
 
     def __init__(self, params: Params, cfg: OptimConfig) -> None:
         self.params, self.cfg = params, cfg
         self.state: dict[str, dict[str, Tensor]] = {n: {} for n in params}
         self.steps = 0
 
+    def _buffers(self, names: list[str], key: str, ps: list[Tensor]) -> list[Tensor]:
+        return [self.state[n].setdefault(key, torch.zeros_like(p))
+                for n, p in zip(names, ps, strict=True)]
+
     @torch.no_grad()
     def step(self, lr: Tensor) -> None:
         """One update of every parameter with per-model learning rates ``lr`` (K,)."""
         self.steps += 1
-        for name, p in self.params.items():
-            if p.grad is not None:
-                self._update(p, p.grad, self.state[name], _lr(lr, p))
+        names = [n for n, p in self.params.items() if p.grad is not None]
+        if not names:
+            return
+        ps = [self.params[n] for n in names]
+        gs = [p.grad for p in ps]
+        self._update(names, ps, gs, [_lr(lr, p) for p in ps])
 
-    def _update(self, p: Tensor, g: Tensor, s: dict[str, Tensor], lr: Tensor) -> None:
+    def _update(self, names: list[str], ps: list[Tensor], gs: list[Tensor],
+                lrs: list[Tensor]) -> None:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, object]:
@@ -63,39 +75,54 @@ class SGD(BatchedOptimizer):
         super().__init__(params, cfg)
         self.momentum, self.nesterov = momentum, nesterov
 
-    def _update(self, p: Tensor, g: Tensor, s: dict[str, Tensor], lr: Tensor) -> None:
+    def _update(self, names: list[str], ps: list[Tensor], gs: list[Tensor],
+                lrs: list[Tensor]) -> None:
         if self.momentum:
-            if "momentum_buffer" not in s:
-                s["momentum_buffer"] = g.clone()
+            if "momentum_buffer" not in self.state[names[0]]:
+                # torch starts the buffer at the first gradient
+                for n, g in zip(names, gs, strict=True):
+                    self.state[n]["momentum_buffer"] = g.clone()
             else:
-                s["momentum_buffer"].mul_(self.momentum).add_(g)
-            buf = s["momentum_buffer"]
-            g = g.add(buf, alpha=self.momentum) if self.nesterov else buf
-        p.sub_(lr * g)
+                bufs = [self.state[n]["momentum_buffer"] for n in names]
+                torch._foreach_mul_(bufs, self.momentum)
+                torch._foreach_add_(bufs, gs)
+            bufs = [self.state[n]["momentum_buffer"] for n in names]
+            gs = torch._foreach_add(gs, bufs, alpha=self.momentum) if self.nesterov else bufs
+        torch._foreach_sub_(ps, torch._foreach_mul(gs, lrs))
 
 
 class Adagrad(BatchedOptimizer):
     """torch.optim.Adagrad (lr_decay 0, initial accumulator 0)."""
 
-    def _update(self, p: Tensor, g: Tensor, s: dict[str, Tensor], lr: Tensor) -> None:
-        acc = s.setdefault("sum", torch.zeros_like(p))
-        acc.addcmul_(g, g, value=1.0)
-        p.sub_(lr * g / (acc.sqrt() + self.cfg.eps))
+    def _update(self, names: list[str], ps: list[Tensor], gs: list[Tensor],
+                lrs: list[Tensor]) -> None:
+        sums = self._buffers(names, "sum", ps)
+        torch._foreach_addcmul_(sums, gs, gs, value=1.0)
+        std = torch._foreach_sqrt(sums)
+        torch._foreach_add_(std, self.cfg.eps)
+        upd = torch._foreach_div(gs, std)
+        torch._foreach_mul_(upd, lrs)
+        torch._foreach_sub_(ps, upd)
 
 
 class Adam(BatchedOptimizer):
     """torch.optim.Adam / AdamW with weight_decay 0 (decoupled decay is applied by the loop)."""
 
-    def _update(self, p: Tensor, g: Tensor, s: dict[str, Tensor], lr: Tensor) -> None:
+    def _update(self, names: list[str], ps: list[Tensor], gs: list[Tensor],
+                lrs: list[Tensor]) -> None:
         b1, b2 = self.cfg.betas
-        m = s.setdefault("exp_avg", torch.zeros_like(p))
-        v = s.setdefault("exp_avg_sq", torch.zeros_like(p))
-        m.lerp_(g, 1 - b1)
-        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        ms = self._buffers(names, "exp_avg", ps)
+        vs = self._buffers(names, "exp_avg_sq", ps)
+        torch._foreach_lerp_(ms, gs, 1 - b1)
+        torch._foreach_mul_(vs, b2)
+        torch._foreach_addcmul_(vs, gs, gs, value=1 - b2)
         t = self.steps
-        step_size = lr / (1 - b1 ** t)
-        denom = v.sqrt() / math.sqrt(1 - b2 ** t) + self.cfg.eps
-        p.sub_(step_size * m / denom)
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_div_(denom, math.sqrt(1 - b2 ** t))
+        torch._foreach_add_(denom, self.cfg.eps)
+        upd = torch._foreach_div(ms, denom)
+        torch._foreach_mul_(upd, [lr / (1 - b1 ** t) for lr in lrs])
+        torch._foreach_sub_(ps, upd)
 
 
 class RMSprop(BatchedOptimizer):
@@ -105,17 +132,23 @@ class RMSprop(BatchedOptimizer):
         super().__init__(params, cfg)
         self.momentum = momentum
 
-    def _update(self, p: Tensor, g: Tensor, s: dict[str, Tensor], lr: Tensor) -> None:
+    def _update(self, names: list[str], ps: list[Tensor], gs: list[Tensor],
+                lrs: list[Tensor]) -> None:
         a = self.cfg.alpha
-        sq = s.setdefault("square_avg", torch.zeros_like(p))
-        sq.mul_(a).addcmul_(g, g, value=1 - a)
-        avg = sq.sqrt().add_(self.cfg.eps)
+        sq = self._buffers(names, "square_avg", ps)
+        torch._foreach_mul_(sq, a)
+        torch._foreach_addcmul_(sq, gs, gs, value=1 - a)
+        avg = torch._foreach_sqrt(sq)
+        torch._foreach_add_(avg, self.cfg.eps)
         if self.momentum > 0:
-            buf = s.setdefault("momentum_buffer", torch.zeros_like(p))
-            buf.mul_(self.momentum).addcdiv_(g, avg)
-            p.sub_(lr * buf)
+            bufs = self._buffers(names, "momentum_buffer", ps)
+            torch._foreach_mul_(bufs, self.momentum)
+            torch._foreach_addcdiv_(bufs, gs, avg)
+            torch._foreach_sub_(ps, torch._foreach_mul(bufs, lrs))
         else:
-            p.sub_(lr * g / avg)
+            upd = torch._foreach_div(gs, avg)
+            torch._foreach_mul_(upd, lrs)
+            torch._foreach_sub_(ps, upd)
 
 
 def _mom(cfg: OptimConfig, default: float) -> float:

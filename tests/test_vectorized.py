@@ -1,0 +1,130 @@
+"""Vectorized groups: each model of a batched run matches its separate run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import sparseflow  # noqa: F401
+from sparseflow.config import build_config
+from sparseflow.registry import OPTIMIZERS
+from sparseflow.sparsity import Mask
+from sparseflow.train import run_experiment
+from sparseflow.train.vectorized import group as group_module
+from sparseflow.train.vectorized import run_group
+from tests.conftest import tiny
+
+VARIANTS = {
+    "NR": {},
+    "BN": {"model": {"batchnorm": True}},
+    "dropout": {"regularization": {"dropout": 0.2}},
+}
+LR = {"sgd": 0.05, "momentum": 0.02, "nesterov": 0.02, "adagrad": 0.02, "adam": 0.005,
+      "adamw": 0.005, "rmsprop": 0.002}
+
+
+def _cfgs(n: int = 3, **sections):
+    """n configs differing in seed (and the last one in lr), as a study cell would give."""
+    cfgs = [build_config({**tiny(**sections), "seed": s}) for s in range(n)]
+    last = cfgs[-1]
+    cfgs[-1] = last.model_copy(update={"optim": last.optim.model_copy(
+        update={"lr": last.optim.lr / 2})})
+    return cfgs
+
+
+def _max_dw(a: Path, b: Path) -> float:
+    fa = torch.load(a / "final.pt", weights_only=True)
+    fb = torch.load(b / "final.pt", weights_only=True)
+    assert fa.keys() == fb.keys()
+    return max((fa[k].double() - fb[k].double()).abs().max().item() for k in fa)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("opt", OPTIMIZERS.names())
+def test_each_model_matches_its_separate_run(tmp_path: Path, opt: str, variant: str) -> None:
+    extra = VARIANTS[variant]
+    cfgs = _cfgs(optim={"name": opt, "lr": LR[opt]}, sparsity={"density": 0.3},
+                 train={"epochs": 2}, **extra)
+    grouped = run_group(cfgs, tmp_path / "g")
+    for cfg, g in zip(cfgs, grouped, strict=True):
+        alone = run_experiment(cfg, tmp_path / "s")
+        assert _max_dw(g.run_dir, alone.run_dir) <= 1e-4
+        assert abs(g.summary["test_accuracy"] - alone.summary["test_accuracy"]) <= 0.005
+        assert g.summary["egf2"] == pytest.approx(alone.summary["egf2"], rel=1e-3)
+        assert g.summary["vectorized_group"] == 3
+        mask = Mask.load(g.run_dir / "mask.pt")
+        final = torch.load(g.run_dir / "final.pt", weights_only=True)
+        assert all(torch.all(final[n][~mask[n]] == 0) for n in mask)
+
+
+def test_everything_at_once_prelu_srelu_skip_l2_wd_augment(tmp_path: Path) -> None:
+    for act in ("prelu", "srelu"):
+        cfgs = _cfgs(optim={"name": "adam", "lr": 0.005}, train={"epochs": 2},
+                     model={"batchnorm": True, "activation": act, "skip": True},
+                     regularization={"dropout": 0.1, "l2": 1e-3, "weight_decay": 1e-2},
+                     data={"augment": True}, sparsity={"dense_width": 16})
+        for cfg, g in zip(cfgs, run_group(cfgs, tmp_path / act), strict=True):
+            alone = run_experiment(cfg, tmp_path / f"{act}-s")
+            assert _max_dw(g.run_dir, alone.run_dir) <= 1e-4
+            ga = json.loads((g.run_dir / "gradflow.json").read_text())
+            sa = json.loads((alone.run_dir / "gradflow.json").read_text())
+            assert [p["epoch"] for p in ga] == [p["epoch"] for p in sa]
+            assert ga[-1]["egf1"] == pytest.approx(sa[-1]["egf1"], rel=1e-4)
+
+
+def test_early_stopping_per_model(tmp_path: Path) -> None:
+    # Seeds stop at different epochs; a stopped model stops updating.
+    cfgs = _cfgs(4, optim={"name": "sgd", "lr": 2.0}, gradflow={"points": 6},
+                 train={"epochs": 12, "early_stopping": {"enabled": True, "patience": 2}})
+    grouped = run_group(cfgs, tmp_path / "g")
+    epochs = set()
+    for cfg, g in zip(cfgs, grouped, strict=True):
+        alone = run_experiment(cfg, tmp_path / "s")
+        for key in ("epochs", "best_epoch", "stopped_early", "gradflow_points"):
+            assert g.summary[key] == alone.summary[key], key
+        assert _max_dw(g.run_dir, alone.run_dir) <= 1e-4
+        epochs.add(g.summary["epochs"])
+    assert len(epochs) > 1, "the test needs models that stop at different epochs"
+
+
+def test_finished_members_are_skipped(tmp_path: Path) -> None:
+    cfgs = _cfgs(optim={"name": "sgd", "lr": 0.05}, train={"epochs": 1})
+    run_experiment(cfgs[0], tmp_path)
+    results = run_group(cfgs, tmp_path)
+    assert [r.status for r in results] == ["already_finished", "finished", "finished"]
+
+
+def test_interrupted_group_resumes_bitwise(tmp_path: Path, monkeypatch) -> None:
+    cfgs = _cfgs(optim={"name": "adam", "lr": 0.005}, train={"epochs": 4},
+                 model={"batchnorm": True}, regularization={"dropout": 0.1},
+                 sparsity={"density": 0.3})
+    whole = run_group(cfgs, tmp_path / "whole")
+    real_save, calls = group_module.atomic_torch_save, {"n": 0}
+
+    def save_then_die(obj, path):  # the machine dies right after the 2nd epoch's checkpoint
+        real_save(obj, path)
+        if "_groups" in str(path):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(group_module, "atomic_torch_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_group(cfgs, tmp_path / "parts")
+    monkeypatch.setattr(group_module, "atomic_torch_save", real_save)
+    assert not any((tmp_path / "parts").glob("*/summary.json"))
+    resumed = run_group(cfgs, tmp_path / "parts")
+    for a, b in zip(whole, resumed, strict=True):
+        assert _max_dw(a.run_dir, b.run_dir) == 0.0
+        assert b.summary["resumed"] is True
+    assert not list((tmp_path / "parts" / "_groups").glob("*.pt"))
+
+
+def test_group_rejects_different_shapes(tmp_path: Path) -> None:
+    a = build_config(tiny())
+    b = build_config(tiny(model={"width": 16}))
+    with pytest.raises(ValueError, match="differ only in seed and lr"):
+        run_group([a, b], tmp_path)
