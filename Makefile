@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/sparseflow study run configs/studies/quickstart.yaml --dir runs/quickstart
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest
 
 clean:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from sparseflow.cli import main
+
 from tests.conftest import tiny
 
 

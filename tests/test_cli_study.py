@@ -11,6 +11,7 @@ import yaml
 from scipy import stats
 
 from sparseflow.cli import main
+
 from tests.test_cli import _assert_one_line_error, _run
 from tests.test_studies_plan import spec_dict
 

@@ -16,6 +16,7 @@ import yaml
 import sparseflow  # noqa: F401
 from sparseflow.config import build_config
 from sparseflow.train import run_experiment
+
 from tests.conftest import tiny
 
 CFG = tiny(data={"num_samples": 3000}, model={"width": 128, "hidden_layers": 3},

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sparseflow.store import COLUMN_DOCS, PlannedRun, StoreError, StudyStore
+
 from tests.test_store_basic import outputs
 
 CONTRACT = ["run_id", "run_key", "kind", "sparse_width", "dense_width", "seed", "status",

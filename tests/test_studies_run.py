@@ -26,6 +26,7 @@ from sparseflow.store import (
 from sparseflow.studies import expand, run_study
 from sparseflow.studies.spec import StudySpec
 from sparseflow.train import run_experiment
+
 from tests.test_studies_plan import spec_dict
 
 

@@ -13,6 +13,7 @@ from sparseflow.config import build_config
 from sparseflow.errors import ConfigError
 from sparseflow.sparsity import Mask
 from sparseflow.train import run_experiment
+
 from tests.conftest import tiny
 
 

@@ -14,6 +14,7 @@ from sparseflow.config import build_config
 from sparseflow.gradflow import MEASURES
 from sparseflow.train import run_experiment
 from sparseflow.train.probe import probe_epochs
+
 from tests.conftest import tiny
 
 

@@ -15,6 +15,7 @@ from sparseflow.sparsity import Mask
 from sparseflow.train import run_experiment
 from sparseflow.train.vectorized import group as group_module
 from sparseflow.train.vectorized import run_group
+
 from tests.conftest import tiny
 
 VARIANTS = {

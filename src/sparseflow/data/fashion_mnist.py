@@ -26,8 +26,8 @@ FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 FIX = ("put the four IDX .gz files (" + ", ".join(f"{s}.gz" for s in FILES.values())
-       + ") in one of them, set SPARSEFLOW_DATA to their folder, or "
-       "`apt-get install dataset-fashion-mnist`")
+       + ") in one of them, set SPARSEFLOW_DATA to their folder, "
+       "`apt-get install dataset-fashion-mnist`, or run `sparseflow data download fashion_mnist`")
 
 
 def _images(path: Path) -> np.ndarray:

@@ -53,7 +53,10 @@ def load_data(cfg: DataConfig) -> DataBundle:
     channels = x_tr.shape[1] if x_tr.ndim >= 3 else 1
     if cfg.normalize:
         mean, std = channel_stats(x_tr)
-        x_tr, x_val, x_te = (normalize(x, mean, std) for x in (x_tr, x_val, x_te))
+        # x_tr and x_val are fresh copies (indexing); the test split is normalized out of place
+        # because a loader may hand out a tensor it keeps (e.g. a cache).
+        x_tr, x_val = (normalize(x, mean, std, inplace=True) for x in (x_tr, x_val))
+        x_te = normalize(x_te, mean, std)
     else:
         mean, std = torch.zeros(channels), torch.ones(channels)
     fill = (0.0 - mean) / std  # (C,): where a raw 0 pixel lands after normalization
