@@ -75,7 +75,8 @@ class ModelConfig(FrozenConfig):
     width: int = Field(
         128, gt=0, description="Width, the SC-SDC knob: units per hidden layer (mlp); channels "
         "of the first conv layer (cnn; 32 = the paper's CNN); channels of the first stage "
-        "(wrn: 16·k for WRN-d-k)."
+        "(wrn: 16·k for WRN-d-k); inner width of the first bottleneck stage (wrn50: 128 = "
+        "WRN-50-2)."
     )
     hidden_layers: int = Field(2, ge=1, description="Number of hidden layers (MLP).")
     depth: int | None = Field(
@@ -84,9 +85,14 @@ class ModelConfig(FrozenConfig):
     activation: ActivationName = Field(
         "relu", description="Activation (`sparseflow list activations`)."
     )
-    batchnorm: bool = Field(False, description="BatchNorm after each hidden linear layer.")
-    skip: bool = Field(
-        False, description="Residual additions between equal-width consecutive hidden layers."
+    batchnorm: bool | None = Field(
+        None, description="BatchNorm after each hidden linear/conv layer; None = the family's "
+        "default (off for mlp and cnn; wrn and wrn50 always have it)."
+    )
+    skip: bool | None = Field(
+        None, description="Residual additions where a block's input and output shapes match "
+        "(mlp: every hidden layer but the first; cnn: conv blocks 2 and 4); None = the family's "
+        "default (off for mlp and cnn; wrn and wrn50 are residual by definition)."
     )
     init: InitName = Field(
         "kaiming_normal", description="Weight initialization (`sparseflow list inits`)."

@@ -129,8 +129,8 @@ def build_mlp(
         width=cfg.width,
         hidden_layers=cfg.hidden_layers,
         activation=cfg.activation,
-        batchnorm=cfg.batchnorm,
-        skip=cfg.skip,
+        batchnorm=bool(cfg.batchnorm),
+        skip=bool(cfg.skip),
         bias=cfg.bias,
         dropout=dropout,
     )
