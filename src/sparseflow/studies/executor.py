@@ -4,6 +4,7 @@ Idempotent: finished runs are skipped, interrupted ones resume."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterable
@@ -126,21 +127,29 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
         if on_start:
             on_start(len(plan.runs), outcome.skipped)
         runs_dir = str(study_dir / RUNS)
+        # closing(): the backend stops its workers before the lock is released.
         stream = _backend(groups, runs_dir, store.mark_running, executor, address, jobs)
-        try:
-            for out in stream:
-                store.record_finished(out.run_key, out.summary, out.metrics, out.gradflow) \
-                    if out.ok else store.record_failed(out.run_key, out.error)
-                outcome.finished += out.ok
-                outcome.failed += not out.ok
-                if on_outcome:
-                    on_outcome(out)
-                if fail_fast and not out.ok:
-                    outcome.aborted = True
-                    break
-        except WorkerDied:
-            outcome.aborted = True
+        with contextlib.closing(iter(stream)) as stream:
+            try:
+                for out in stream:
+                    _record(store, out)
+                    outcome.finished += out.ok
+                    outcome.failed += not out.ok
+                    if on_outcome:
+                        on_outcome(out)
+                    if fail_fast and not out.ok:
+                        outcome.aborted = True
+                        break
+            except WorkerDied:
+                outcome.aborted = True
         return outcome
+
+
+def _record(store: StudyStore, out: Outcome) -> None:
+    if out.ok:
+        store.record_finished(out.run_key, out.summary, out.metrics, out.gradflow)
+    else:
+        store.record_failed(out.run_key, out.error)
 
 
 def _backend(groups: list[RunGroup], runs_dir: str, started: Started, executor: str,
@@ -148,7 +157,8 @@ def _backend(groups: list[RunGroup], runs_dir: str, started: Started, executor: 
     if executor == "ray":
         from sparseflow.studies.ray_backend import ray_backend
 
-        return ray_backend(groups, runs_dir, started, address=address)
+        # A self-started local cluster uses --jobs CPUs; a given cluster has its own.
+        return ray_backend(groups, runs_dir, started, address=address, num_cpus=jobs)
     if jobs == 1 or len(groups) <= 1:
         return serial_backend(groups, runs_dir, started)
     return pool_backend(groups, runs_dir, started, jobs=min(jobs, len(groups)),
