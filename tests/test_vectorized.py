@@ -105,8 +105,8 @@ def test_interrupted_group_resumes_bitwise(tmp_path: Path, monkeypatch) -> None:
     whole = run_group(cfgs, tmp_path / "whole")
     real_save, calls = group_module.atomic_torch_save, {"n": 0}
 
-    def save_then_die(obj, path):  # the machine dies right after the 2nd epoch's checkpoint
-        real_save(obj, path)
+    def save_then_die(obj, path, **kw):  # the machine dies after the 2nd epoch checkpoint
+        real_save(obj, path, **kw)
         if "_groups" in str(path):
             calls["n"] += 1
             if calls["n"] == 2:

@@ -257,6 +257,10 @@ class TrainConfig(FrozenConfig):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where to train.")
     drop_last: bool = Field(False, description="Drop the last incomplete training batch.")
+    checkpoint_every: int = Field(
+        1, ge=0, description="Epochs between checkpoints (resume points); 0 = none, so an "
+        "interrupted run starts over."
+    )
 
 
 class GradFlowConfig(FrozenConfig):

@@ -102,6 +102,7 @@ class Built:
     enforcer: MaskEnforcer | None
     early: EarlyStopping | None
     device: torch.device
+    cfg: ExperimentConfig | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -153,4 +154,4 @@ def build_run(cfg: ExperimentConfig, data: DataBundle | None = None) -> Built:
     state = TrainState(model=model, optimizer=optimizer, generators=gens,
                        epochs=cfg.train.epochs, steps_per_epoch=max(steps, 1))
     return Built(data=data, state=state, hooks=hooks, mask=mask, enforcer=enforcer,
-                 early=early, device=device)
+                 early=early, device=device, cfg=cfg)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,7 @@ def save_checkpoint(run_dir: Path, built: Built) -> None:
         "optimizer": st.optimizer.state_dict(),
         "generators": generator_states(st.generators),
         "hooks": {k: h.state_dict() for k, h in stateful(built.hooks).items()},
-    }, run_dir / CHECKPOINT)
+    }, run_dir / CHECKPOINT, durable=False)
     _write_series(run_dir, st)
 
 
@@ -104,7 +105,13 @@ def load_checkpoint(run_dir: Path, built: Built) -> bool:
     path = run_dir / CHECKPOINT
     if not path.is_file():
         return False
-    ck = torch.load(path, map_location=built.device, weights_only=True)
+    try:
+        ck = torch.load(path, map_location=built.device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torn by an OS crash: train from the start
+        warnings.warn(f"ignoring unreadable checkpoint {path} ({type(exc).__name__}); the run "
+                      "starts from its first epoch", RuntimeWarning, stacklevel=2)
+        path.unlink()
+        return False
     st = built.state
     st.model.load_state_dict(ck["model"])
     st.optimizer.load_state_dict(ck["optimizer"])
@@ -221,4 +228,6 @@ class _Checkpointer:
         self.run_dir, self.built = run_dir, built
 
     def end_epoch(self, state: Any) -> None:
-        save_checkpoint(self.run_dir, self.built)
+        every = self.built.cfg.train.checkpoint_every if self.built.cfg else 1
+        if every and state.epoch % every == 0:
+            save_checkpoint(self.run_dir, self.built)

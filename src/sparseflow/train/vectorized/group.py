@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -191,17 +192,27 @@ def _train(*, cfgs: list[ExperimentConfig], dirs: list[Path], root: Path,
     ckpt = root / "_groups" / f"{group_id(cfgs)}.pt"
     resumed = ckpt.is_file()
     if resumed:
-        state.load_state_dict(torch.load(ckpt, map_location=built[0].device, weights_only=True))
+        try:
+            sd = torch.load(ckpt, map_location=built[0].device, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torn by an OS crash: start the group over
+            warnings.warn(f"ignoring unreadable group checkpoint {ckpt} "
+                          f"({type(exc).__name__})", RuntimeWarning, stacklevel=2)
+            resumed = False
+        else:
+            state.load_state_dict(sd)
     model0 = built[0].state.model
     names = list(trainable_parameters(model0, cfgs[0].gradflow.include_all))
     decay = [n for n, p in model0.named_parameters()
              if any(p is t for t in decay_targets(model0, cfgs[0].regularization.l2_on_all))]
 
+    every = cfgs[0].train.checkpoint_every
+
     def on_epoch(st: GroupState) -> None:
         # One checkpoint for the group (it holds every member's series too).
-        t0 = time.perf_counter()
-        atomic_torch_save(st.state_dict(), ckpt)
-        st.seconds += time.perf_counter() - t0
+        if every and st.epoch % every == 0:
+            t0 = time.perf_counter()
+            atomic_torch_save(st.state_dict(), ckpt, durable=False)
+            st.seconds += time.perf_counter() - t0
 
     loop.fit(state, data, decay_names=decay,
              probe_fn=_probe_fn(state, cfgs[0], data, names), on_epoch=on_epoch)

@@ -39,8 +39,13 @@ class BatchedOptimizer:
         self.steps = 0
 
     def _buffers(self, names: list[str], key: str, ps: list[Tensor]) -> list[Tensor]:
-        return [self.state[n].setdefault(key, torch.zeros_like(p))
-                for n, p in zip(names, ps, strict=True)]
+        out = []
+        for n, p in zip(names, ps, strict=True):
+            st = self.state[n]
+            if key not in st:
+                st[key] = torch.zeros_like(p)
+            out.append(st[key])
+        return out
 
     @torch.no_grad()
     def step(self, lr: Tensor) -> None:
