@@ -37,7 +37,7 @@ def test_expansion_counts_and_pairs() -> None:
         cfg = ExperimentConfig.model_validate(run.config)
         assert cfg.seed == run.seed and run.kind == cfg.kind
         assert cfg.optim.name == run.cell["optim.name"]
-        assert cfg.model.batchnorm == (run.cell["variant"] == "BN")
+        assert bool(cfg.model.batchnorm) == (run.cell["variant"] == "BN")
         if run.kind == "sparse":
             assert cfg.model.width == 40 and cfg.sparsity.dense_width == run.dense_width
             assert cfg.sparsity.init_policy == "dense"
