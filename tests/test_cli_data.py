@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from sparseflow.cli import main
 from sparseflow.data import write_cifar
 
+from tests.test_cli import _run
 from tests.test_data_download import (
     LoopbackServer,
     cifar_tarball,
@@ -28,16 +28,6 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setattr(search, "SYSTEM_DATA_ROOT", tmp_path / "system")
     monkeypatch.setenv("COLUMNS", "300")  # rich wraps table cells to the terminal width
     return tmp_path
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _row(out: str, name: str) -> list[str]:
