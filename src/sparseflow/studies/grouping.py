@@ -8,12 +8,12 @@ engine supports are grouped; everything else runs alone.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sparseflow.config.schema import ExperimentConfig
 from sparseflow.store import PlannedRun
+from sparseflow.train.vectorized import shape_key
 
 #: Model families the vectorized engine implements.
 VECTORIZABLE_FAMILIES = frozenset({"mlp"})
@@ -37,11 +37,6 @@ def vectorizable(cfg: ExperimentConfig) -> bool:
             and not (cfg.gradflow.enabled and cfg.gradflow.probe_set == "batch"))
 
 
-def group_key(config: dict) -> str:
-    """What must be equal within a group: the config without seed, name and learning rate."""
-    stripped = {k: v for k, v in config.items() if k not in ("seed", "name")}
-    stripped["optim"] = {k: v for k, v in config["optim"].items() if k != "lr"}
-    return json.dumps(stripped, sort_keys=True)
 
 
 def group_runs(runs: Sequence[PlannedRun], *, vectorize: str = "auto",
@@ -60,7 +55,7 @@ def group_runs(runs: Sequence[PlannedRun], *, vectorize: str = "auto",
         if not vectorizable(ExperimentConfig.model_validate(run.config)):
             singles.append((i, run))
             continue
-        key = group_key(run.config)
+        key = shape_key(run.config)
         order.setdefault(key, i)
         buckets.setdefault(key, []).append(run)
     groups: list[tuple[int, RunGroup]] = [(i, RunGroup((r,))) for i, r in singles]

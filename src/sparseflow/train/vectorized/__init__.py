@@ -1,6 +1,6 @@
 """Vectorized training: K same-shape runs (seeds, masks, learning rates of one cell) trained as
 one batched computation, with results equal to separate runs within float tolerance."""
 
-from sparseflow.train.vectorized.group import group_id, run_group
+from sparseflow.train.vectorized.group import group_id, run_group, shape_key
 
-__all__ = ["group_id", "run_group"]
+__all__ = ["group_id", "run_group", "shape_key"]

@@ -54,13 +54,16 @@ def group_id(cfgs: Sequence[ExperimentConfig]) -> str:
     return hashlib.sha256(json.dumps(keys).encode()).hexdigest()[:16]
 
 
-def _check_same_shape(cfgs: Sequence[ExperimentConfig]) -> None:
-    def key(c: ExperimentConfig) -> str:
-        d = c.model_dump(mode="json")
-        del d["seed"], d["name"], d["optim"]["lr"]
-        return json.dumps(d, sort_keys=True)
+def shape_key(config: dict[str, Any]) -> str:
+    """What must be equal within a group: the resolved config (``dump_config``) without seed,
+    name and learning rate."""
+    d = {k: v for k, v in config.items() if k not in ("seed", "name")}
+    d["optim"] = {k: v for k, v in config["optim"].items() if k != "lr"}
+    return json.dumps(d, sort_keys=True)
 
-    if len({key(c) for c in cfgs}) != 1:
+
+def _check_same_shape(cfgs: Sequence[ExperimentConfig]) -> None:
+    if len({shape_key(dump_config(c)) for c in cfgs}) != 1:
         raise ValueError("a vectorized group needs configs that differ only in seed and lr")
     if cfgs[0].model.name != "mlp":
         raise ValueError(f"model family {cfgs[0].model.name!r} is not vectorized")
