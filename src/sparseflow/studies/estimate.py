@@ -31,14 +31,16 @@ def _weights(cfg: ExperimentConfig, input_shape: tuple[int, ...], classes: int) 
     return sum(p.numel() for p in prunable_parameters(model).values())
 
 
-def _flops_per_second(batch: int, width: int) -> float:
-    a, b = torch.randn(batch, width), torch.randn(width, width)
+def _flops_per_second(batch: int, fan_in: int, width: int) -> float:
+    # The shape of the run's largest matmul (input layer or hidden layer): small benchmark
+    # matrices would understate the speed of the real ones.
+    a, b = torch.randn(batch, fan_in), torch.randn(fan_in, width)
     a @ b  # warm-up
     reps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < 0.2:
         a @ b
         reps += 1
-    return 2.0 * batch * width * width * reps / (time.perf_counter() - t0)
+    return 2.0 * batch * fan_in * width * reps / (time.perf_counter() - t0)
 
 
 def estimate_seconds(plan: Plan) -> tuple[float, str]:
@@ -46,9 +48,7 @@ def estimate_seconds(plan: Plan) -> tuple[float, str]:
     sizes: dict[str, tuple[int, int, int, tuple[int, ...], int]] = {}
     total = 0.0
     configs = [ExperimentConfig.model_validate(r.config) for r in plan.runs]
-    biggest = max(configs, key=lambda c: c.model.width)
-    with torch.random.fork_rng(devices=[]):  # the benchmark's randn must not move the global RNG
-        speed = _flops_per_second(biggest.train.batch_size, biggest.model.width)
+    speed = 0.0
     for cfg in configs:
         key = cfg.data.model_dump_json()
         if key not in sizes:
@@ -56,6 +56,12 @@ def estimate_seconds(plan: Plan) -> tuple[float, str]:
             sizes[key] = (len(data.train), len(data.val), len(data.test), data.input_shape,
                           data.num_classes)
         n_train, n_val, n_test, shape, classes = sizes[key]
+        if not speed:
+            biggest = max(configs, key=lambda c: c.model.width)
+            with torch.random.fork_rng(devices=[]):  # randn must not move the global RNG
+                speed = _flops_per_second(biggest.train.batch_size,
+                                          max(math.prod(shape), biggest.model.width),
+                                          biggest.model.width)
         w = _weights(cfg, shape, classes)
         epochs = cfg.train.epochs
         steps = epochs * math.ceil(n_train / cfg.train.batch_size)
