@@ -23,11 +23,21 @@ app = typer.Typer(
 
 def _register_commands() -> None:
     # Imported here so `sparseflow --help` stays fast and commands register exactly once.
-    from sparseflow.cli import data_cmd, list_cmd, pair_cmd, study_cmd, train_cmd
+    from sparseflow.cli import (
+        data_cmd,
+        list_cmd,
+        pair_cmd,
+        report_cmd,
+        reproduce_cmd,
+        study_cmd,
+        train_cmd,
+    )
 
     train_cmd.register(app)
     study_cmd.register(app)
+    report_cmd.register(app)
     pair_cmd.register(app)
+    reproduce_cmd.register(app)
     list_cmd.register(app)
     data_cmd.register(app)
 

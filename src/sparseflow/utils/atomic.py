@@ -16,6 +16,12 @@ from typing import IO, Any
 import torch
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: str | Path, write: Callable[[IO[bytes]], None], durable: bool = True) -> None:
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -26,6 +32,8 @@ def _atomic(path: str | Path, write: Callable[[IO[bytes]], None], durable: bool 
             fh.flush()
             if durable:  # survive an OS crash / power loss, not only a killed process
                 os.fsync(fh.fileno())
+        # mkstemp creates the file 0600; give it the permissions a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,56 @@
+"""``sparseflow reproduce NAME``: run one of the paper's experiments and write its report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from sparseflow.presets import PRESETS
+
+
+def reproduce(
+    name: str = typer.Argument(..., help=f"Preset: {', '.join(PRESETS)}."),
+    scale: str = typer.Option("cpu", "--scale", help="cpu (minutes on 2 cores, Fashion-MNIST) "
+                              "or full (the paper's grid; a GPU machine or a cluster)."),
+    directory: Path | None = typer.Option(None, "--dir", help="Study directory (default "
+                                          "runs/paper-<name>-<scale>)."),
+    jobs: int | None = typer.Option(None, "--jobs", help="Parallel workers (default: all "
+                                    "cores)."),
+    executor: str = typer.Option("local", "--executor", help="local or ray."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address."),
+    show: bool = typer.Option(False, "--show", help="Print the preset's study file and stop."),
+) -> None:
+    """Run the preset study (resumable), then print its p-value table and write its report."""
+    from sparseflow.cli.study_progress import StudyProgress
+    from sparseflow.presets import preset_path
+    from sparseflow.report import build_report
+    from sparseflow.studies import expand, load_spec, run_study
+
+    console = Console()
+    path = preset_path(name, scale)
+    if show:
+        print(path.read_text(), end="")
+        return
+    plan = expand(load_spec(path))
+    directory = directory or Path("runs") / f"paper-{name}-{scale}"
+    progress = StudyProgress(console, plan.spec.name)
+    try:
+        outcome = run_study(plan, directory, jobs=jobs, executor=executor, address=address,
+                            on_start=progress.start, on_outcome=progress.advance)
+    finally:
+        progress.stop()
+    console.print(f"{outcome.finished} runs finished, {outcome.failed} failed, "
+                  f"{outcome.skipped} already done, of {outcome.planned} planned")
+    from sparseflow.cli.study_cmd import _print_tests
+
+    _print_tests(console, directory, "test_accuracy", None, None, "wilcoxon", "none", 0.05,
+                 "console")
+    files = build_report(directory)
+    console.print(f"report: {files.html}")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the command to ``app``."""
+    app.command("reproduce")(reproduce)

@@ -1,0 +1,27 @@
+"""The paper's experiments as ready study specs, at two scales.
+
+``cpu``: the design shrunk to finish in minutes on 2 CPU cores on real Fashion-MNIST (each file
+says what was shrunk); ``full``: the paper's grid (sparse width 3076, dense widths 0.1 … 0.9 of
+it, 1/2/4 hidden layers, lr 0.001 and 0.1, Fashion-MNIST, CIFAR-10, CIFAR-100), for a GPU
+machine or a cluster.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from sparseflow.errors import ConfigError
+from sparseflow.registry import unknown_name_message
+
+PRESETS = ("bn", "ewma", "activations", "correlation")
+SCALES = ("cpu", "full")
+
+
+def preset_path(name: str, scale: str = "cpu") -> Path:
+    """The study file of preset ``name`` at ``scale``; ConfigError naming the valid ones."""
+    if name not in PRESETS:
+        raise ConfigError(unknown_name_message("preset", name, list(PRESETS)))
+    if scale not in SCALES:
+        raise ConfigError(f"--scale must be cpu or full, not {scale!r}")
+    return Path(str(resources.files("sparseflow.presets") / scale / f"{name}.yaml"))

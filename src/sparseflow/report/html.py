@@ -1,0 +1,172 @@
+"""The report as ONE self-contained HTML page: inline CSS, PNG figures as base64 data URIs,
+no script and no external resource, so it opens offline, mails as one file and prints.
+
+Every text that comes from the study (names, axis values, error messages) is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+
+from sparseflow._version import __version__
+from sparseflow.analysis import CorrelationTable, PValueCell, PValueTable
+from sparseflow.report.data import label
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
+ margin:2em auto;max-width:1280px;padding:0 1.5em;color:#1a1a1a;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:2em;
+ border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;margin:.6em 0;font-variant-numeric:tabular-nums}
+th,td{border:1px solid #d0d0d0;padding:.3em .65em;text-align:right;vertical-align:top}
+th{background:#f3f3f3}td.key,th.key{text-align:left}
+table.summary td{text-align:left}table.summary td:first-child{font-weight:600;
+ white-space:nowrap;background:#fafafa}
+td.sig{background:#d9f2d9;color:#0b5d1e}td.na{color:#888}
+.n{display:block;font-size:.78em;color:#666}td.best{font-weight:700}
+.caption,figcaption{font-size:.9em;color:#444;max-width:75em}
+figure{margin:1.2em 0}img{max-width:100%;height:auto;border:1px solid #eee}
+ul.notes{font-size:.85em;color:#555}details{margin:.5em 0}footer{margin-top:3em;
+ font-size:.8em;color:#777}code{background:#f4f4f4;padding:0 .25em}
+"""
+
+
+@dataclass(frozen=True)
+class FigureBlock:
+    """A rendered figure for the page: its file stem, title, caption and PNG bytes."""
+
+    name: str
+    title: str
+    caption: str
+    png: bytes
+
+
+def _num(value: float, digits: int = 3) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:.{digits}g}"
+
+
+def pvalue_text(cell: PValueCell, digits: int = 3) -> str:
+    """The p shown in a cell: the corrected p with ``digits`` decimals, "–" (no pairs),
+    "n<k" (too few pairs to test) or "n/a" — as ``study tests`` prints it."""
+    res = cell.result
+    if res.n == 0:
+        return "–"
+    if math.isnan(cell.p_adjusted):
+        return f"n<{res.min_n}" if res.n < res.min_n else "n/a"
+    return f"{cell.p_adjusted:.{digits}f}"
+
+
+def _pvalue_tooltip(cell: PValueCell) -> str:
+    r = cell.result
+    parts = [f"p = {_num(r.p_value, 4)} before correction" if math.isfinite(r.p_value) else "",
+             f"mean sparse {_num(r.mean_sparse)}, mean dense {_num(r.mean_dense)}",
+             f"mean difference {_num(r.mean_diff)} (> 0: sparse better)",
+             f"95% CI {_num(r.ci_low)} to {_num(r.ci_high)}"
+             if math.isfinite(r.ci_low) and math.isfinite(r.ci_high) else "",
+             f"{r.effect_name} {_num(r.effect_size)}" if math.isfinite(r.effect_size) else "",
+             r.note]
+    return "; ".join(p for p in parts if p)
+
+
+def pvalue_html(table: PValueTable) -> str:
+    """The p-value table in the paper's layout: rows × columns, bold and green when p ≤ α,
+    n per cell, details in each cell's tooltip, the caption and the cells' notes below."""
+    head = "".join(f"<th>{escape(label(c))}</th>" for c in table.cols)
+    lines = [f'<table class="pvalues"><tr><th class="key">{escape(table.row_key)} \\ '
+             f"{escape(table.col_key)}</th>{head}</tr>"]
+    for r in table.rows:
+        tds = []
+        for c in table.cols:
+            cell = table.cell(r, c)
+            text = escape(pvalue_text(cell))
+            css = "sig" if cell.significant else ("na" if math.isnan(cell.p_adjusted) else "")
+            shown = f"<b>{text}</b>" if cell.significant else text
+            tds.append(f'<td class="{css}" title="{escape(_pvalue_tooltip(cell))}">{shown}'
+                       f'<span class="n">n={cell.result.n}</span></td>')
+        lines.append(f'<tr><th class="key">{escape(label(r))}</th>{"".join(tds)}</tr>')
+    lines.append("</table>")
+    lines.append(f'<p class="caption">{escape(table.caption())} Hover a cell for the means, '
+                 "the mean difference with its bootstrap CI and the effect size.</p>")
+    notes = [f"{label(c.row)} / {label(c.col)}: {c.result.note}"
+             for c in (table.cell(r, k) for r in table.rows for k in table.cols)
+             if c.result.note]
+    if notes:
+        lines.append('<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in notes)
+                     + "</ul>")
+    return "\n".join(lines)
+
+
+_MEASURES = {"gf1": "‖g‖₁", "gf2": "‖g‖₂", "egf1": "EGF₁", "egf2": "EGF₂"}
+_TARGETS = {"test_loss": "loss", "test_accuracy": "acc"}
+
+
+def kendall_html(table: CorrelationTable, counts: dict[str, int]) -> str:
+    """|τ| in the paper's layout (measures × kind/target, best measure per column in bold,
+    signed τ, p and n in each tooltip), then the signed τ and p-values in a details block."""
+    cols = [(k, t) for k in table.kinds for t in table.targets]
+    best: dict[tuple[str, str], str] = {}
+    for k, t in cols:
+        with contextlib.suppress(ValueError):  # τ undefined for every measure (too few runs)
+            best[(k, t)] = table.best(k, t)
+    head = "".join(f"<th>{k.capitalize()}: {_TARGETS.get(t, t)}</th>" for k, t in cols)
+    rows, signed = [], []
+    for m in table.measures:
+        name = escape(_MEASURES.get(m, m))
+        tds, sds = [], []
+        for k, t in cols:
+            c = table.cell(m, k, t)
+            ok = math.isfinite(c.tau)
+            tip = f"τ = {c.tau:+.3f}, p = {_num(c.p_value)}, n = {c.n}" if ok else c.note
+            css = "best" if best.get((k, t)) == m else ("" if ok else "na")
+            tds.append(f'<td class="{css}" title="{escape(tip)}">'
+                       f"{f'{abs(c.tau):.3f}' if ok else 'n/a'}</td>")
+            sds.append(f"<td>{f'{c.tau:+.3f} (p = {_num(c.p_value)})' if ok else 'n/a'}</td>")
+        rows.append(f'<tr><th class="key">{name}</th>{"".join(tds)}</tr>')
+        signed.append(f'<tr><th class="key">{name}</th>{"".join(sds)}</tr>')
+    header = f'<tr><th class="key">Measure</th>{head}</tr>'
+    return "\n".join([
+        f'<table class="kendall">{header}{"".join(rows)}</table>',
+        f'<p class="caption">Kendall τ-b between each finished run\'s average measure (over '
+        f"its probe points) and its test loss / accuracy, over {counts.get('sparse', 0)} sparse "
+        f"and {counts.get('dense', 0)} dense runs, shown as |τ| like the paper; bold: the "
+        "measure with the largest |τ| in its column. Hover a cell for the signed τ, its "
+        "two-sided p and n.</p>",
+        f'<details><summary>signed τ and p-values</summary><table class="kendall-signed">'
+        f'{header}{"".join(signed)}</table></details>',
+    ])
+
+
+def figure_html(block: FigureBlock) -> str:
+    """A figure: the PNG inline as a data URI, its caption and the names of its files."""
+    data = base64.b64encode(block.png).decode("ascii")
+    return (f'<figure id="{escape(block.name)}"><img src="data:image/png;base64,{data}" '
+            f'alt="{escape(block.title)}"><figcaption>{escape(block.caption)} Files: '
+            f"<code>{escape(block.name)}.png</code>, <code>{escape(block.name)}.pdf</code>."
+            "</figcaption></figure>")
+
+
+def page(title: str, summary: Sequence[tuple[str, str]], sections: Sequence[tuple[str, str]],
+         failed: Sequence[tuple[str, str]] = ()) -> str:
+    """The whole document: title, summary table, then each (heading, HTML body) section and
+    the errors of failed runs (up to 20)."""
+    items = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in summary)
+    body = [f"<h1>{escape(title)}</h1>", "<h2>Summary</h2>",
+            f'<table class="summary">{items}</table>']
+    for heading, html in sections:
+        body += [f"<h2>{escape(heading)}</h2>", html]
+    if failed:
+        shown = "".join(f"<li><code>{escape(k)}</code>: {escape(e)}</li>" for k, e in failed[:20])
+        more = f"<p>… and {len(failed) - 20} more.</p>" if len(failed) > 20 else ""
+        body += ["<h2>Failed runs</h2>", f'<ul class="notes">{shown}</ul>{more}']
+    body.append(f"<footer>Generated by sparseflow {escape(__version__)} "
+                "(<code>sparseflow study report</code>) from the study store. SC-SDC and EGF "
+                "after Tessera, Hooker and Rosman, arXiv 2102.01670.</footer>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
