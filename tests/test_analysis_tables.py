@@ -210,3 +210,15 @@ def test_pair_up_directly() -> None:
         pair_up([{"kind": "dense", "acc": "oops"}], "acc")
     with pytest.raises(ValueError, match="unknown correction 'sidak'"):
         pvalue_table(rows, "acc", correction="sidak")
+
+
+def test_default_axes() -> None:
+    from sparseflow.analysis.tables import default_axes
+
+    assert default_axes(["optim.name", "variant"], {"variant": 8}) == ("optim.name", "variant")
+    # One variant: the columns follow the next swept axis instead of pooling it.
+    assert default_axes(["optim.name", "model.activation", "variant"],
+                        {"variant": 1}) == ("optim.name", "model.activation")
+    assert default_axes(["variant"], {"variant": 3}) == ("variant", "dense_width")
+    assert default_axes(["optim.name", "variant"], {"variant": 1}) == ("optim.name",
+                                                                        "dense_width")

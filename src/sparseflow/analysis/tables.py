@@ -331,3 +331,15 @@ def pvalue_table(
         alpha=alpha, higher_is_better=higher_is_better, rows=row_vals, cols=col_vals,
         cells=cells, axes=tuple(axes),
     )  # fmt: skip
+
+
+def default_axes(axes: Sequence[str], n_values: Mapping[str, int]) -> tuple[str, str]:
+    """Default (rows, cols) of a study's table: the first swept axis × ``variant`` — or, when
+    the study has a single variant, × the next swept axis (e.g. the activation), so that a
+    column never pools the very factor the study varies; ``dense_width`` when nothing else is
+    left. ``axes`` are the swept keys in spec order, ``variant`` last."""
+    rows = axes[0]
+    others = [a for a in axes if a not in (rows, "variant")]
+    if rows != "variant" and n_values.get("variant", 1) > 1:
+        return rows, "variant"
+    return rows, others[0] if others else "dense_width"

@@ -143,10 +143,14 @@ def _axes(directory: Path) -> tuple[list[str], list[dict[str, Any]]]:
 def _print_tests(console: Console, directory: Path, metric: str, rows: str | None,
                  cols: str | None, test: str, correction: str, alpha: float, fmt: str) -> None:
     from sparseflow.analysis import pvalue_table
+    from sparseflow.analysis.tables import default_axes
 
     axes, results = _axes(directory)
-    rows = rows or axes[0]
-    cols = cols or ("variant" if rows != "variant" else "dense_width")
+    n_values = {a: len({repr(r.get(a)) for r in results}) for a in axes}
+    d_rows, d_cols = default_axes(axes, n_values)
+    rows = rows or d_rows
+    cols = cols or (d_cols if rows == d_rows else
+                    ("variant" if rows != "variant" else "dense_width"))
     for key in (rows, cols):
         if key not in axes and key not in ("dense_width", "seed"):
             raise ConfigError(f"{key!r} is not a swept axis of this study; axes: "

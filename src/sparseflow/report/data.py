@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sparseflow.analysis import PValueTable
+from sparseflow.analysis.tables import default_axes
 from sparseflow.report.errors import ReportError
 from sparseflow.store import StoreError, StudyStore
 from sparseflow.store.export import RESULTS
@@ -121,8 +122,10 @@ def choose_axes(study: StudyData, rows: str | None, cols: str | None) -> tuple[s
     """The table's (row key, column key), defaulting as ``study tests`` does: the first swept
     axis × ``variant`` (``variant`` × ``dense_width`` when variant is the only axis)."""
     keys = list(study.axes)
-    rows = rows or keys[0]
-    cols = cols or ("variant" if rows != "variant" else "dense_width")
+    d_rows, d_cols = default_axes(keys, {k: len(study.values(k)) for k in keys})
+    rows = rows or d_rows
+    cols = cols or (d_cols if rows == d_rows else
+                    ("variant" if rows != "variant" else "dense_width"))
     for flag, key in (("--rows", rows), ("--cols", cols)):
         if key not in study.axes and key not in PLAIN_KEYS:
             raise ReportError(f"{flag} {key!r} is not a swept axis of this study; axes: "
