@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/sparseflow study run configs/studies/quickstart.yaml --dir runs/quickstart
+	$(BIN)/sparseflow study report runs/quickstart
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
