@@ -200,13 +200,7 @@ class PValueTable:
         )
 
     def _text(self, cell: PValueCell, digits: int) -> str:
-        """The p shown in a cell, or why there is none: "–" (no pairs), "n<k" (too few)."""
-        res = cell.result
-        if res.n == 0:
-            return "–"
-        if math.isnan(cell.p_adjusted):
-            return f"n<{res.min_n}" if res.n < res.min_n else "n/a"
-        return f"{cell.p_adjusted:.{digits}f}"
+        return cell_text(cell, digits)
 
     def to_markdown(self, digits: int = 3) -> str:
         """Caption line, then rows × cols of (corrected) p-values, **bold** when p ≤ alpha,
@@ -343,3 +337,14 @@ def default_axes(axes: Sequence[str], n_values: Mapping[str, int]) -> tuple[str,
     if rows != "variant" and n_values.get("variant", 1) > 1:
         return rows, "variant"
     return rows, others[0] if others else "dense_width"
+
+
+def cell_text(cell: PValueCell, digits: int = 3) -> str:
+    """The p shown in a table cell: the corrected p with ``digits`` decimals, or why there is
+    none: "–" (no pairs), "n<k" (too few pairs to test), "n/a"."""
+    res = cell.result
+    if res.n == 0:
+        return "–"
+    if math.isnan(cell.p_adjusted):
+        return f"n<{res.min_n}" if res.n < res.min_n else "n/a"
+    return f"{cell.p_adjusted:.{digits}f}"

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sparseflow.errors import ConfigError, DataError
+from sparseflow.utils.fmt import human_duration
 
 study_app = typer.Typer(help="Factorial SC-SDC studies: plan, run, inspect, test.",
                         no_args_is_help=True)
@@ -46,15 +47,9 @@ def plan_cmd(spec: Path = typer.Argument(..., help="Study YAML.")) -> None:
     except DataError as exc:  # the plan stands; only the estimate needs the data
         console.print(f"no time estimate: {exc}")
         return
-    console.print(f"estimated compute: ≈ {_duration(seconds)} on one core ({how})")
+    console.print(f"estimated compute: ≈ {human_duration(seconds)} on one core ({how})")
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 @study_app.command("run")

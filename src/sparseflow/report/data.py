@@ -19,6 +19,7 @@ from sparseflow.analysis.tables import default_axes
 from sparseflow.report.errors import ReportError
 from sparseflow.store import StoreError, StudyStore
 from sparseflow.store.export import RESULTS
+from sparseflow.utils.fmt import human_duration
 
 #: Export columns a report can compare (numbers per run; counts and flags are left out).
 METRICS: tuple[str, ...] = tuple(
@@ -196,12 +197,6 @@ def choose_cell(study: StudyData, given: Sequence[str]) -> dict[str, Any]:
     return {k: cell[k] for k in study.axes}  # spec order, whatever the order of --cell
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.3g} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
 
 
 def _datasets(summaries: Sequence[Mapping[str, Any]]) -> str:
@@ -238,8 +233,8 @@ def summary_items(study: StudyData, table: PValueTable) -> list[tuple[str, str]]
         ("study", study.name),
         ("runs", f"{sum(c.values())} in the plan: {c['finished']} finished, {c['failed']} failed, "
                  f"{c['running']} running, {c['planned']} not started"),
-        ("training time", f"{_duration(total)} in total, {_duration(mean)} per finished run "
-                          "(mean)"),
+        ("training time", f"{human_duration(total)} in total, {human_duration(mean)} per "
+                          "finished run (mean)"),
         ("dataset", _datasets(study.summaries)),
         ("widths", f"sparse {', '.join(map(str, sparse)) or '–'}; dense "
                    f"{', '.join(map(str, study.widths()))}"),

@@ -15,6 +15,7 @@ from html import escape
 
 from sparseflow._version import __version__
 from sparseflow.analysis import CorrelationTable, PValueCell, PValueTable
+from sparseflow.analysis.tables import cell_text
 from sparseflow.report.data import label
 
 _CSS = """
@@ -51,14 +52,8 @@ def _num(value: float, digits: int = 3) -> str:
 
 
 def pvalue_text(cell: PValueCell, digits: int = 3) -> str:
-    """The p shown in a cell: the corrected p with ``digits`` decimals, "–" (no pairs),
-    "n<k" (too few pairs to test) or "n/a" — as ``study tests`` prints it."""
-    res = cell.result
-    if res.n == 0:
-        return "–"
-    if math.isnan(cell.p_adjusted):
-        return f"n<{res.min_n}" if res.n < res.min_n else "n/a"
-    return f"{cell.p_adjusted:.{digits}f}"
+    """The p shown in a cell, exactly as ``study tests`` prints it."""
+    return cell_text(cell, digits)
 
 
 def _pvalue_tooltip(cell: PValueCell) -> str:
