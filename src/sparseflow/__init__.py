@@ -6,8 +6,12 @@ inits, maskers, optimizers, schedules), so configs validate names at constructio
 
 from __future__ import annotations
 
+from sparseflow._portable import apply_portable_env
+
+apply_portable_env()  # before any tensor operation reads the CPU code-path variables
+
 from sparseflow import components as _components  # noqa: E402,F401  (fills the registries)
-from sparseflow._version import __version__
+from sparseflow._version import __version__  # noqa: E402
 from sparseflow.gradflow import GradientFlowMonitor, gradient_flow  # noqa: E402
 from sparseflow.sparsity import Mask  # noqa: E402
 

@@ -261,6 +261,11 @@ class TrainConfig(FrozenConfig):
         1, ge=0, description="Epochs between checkpoints (resume points); 0 = none, so an "
         "interrupted run starts over."
     )
+    threads: int = Field(
+        1, ge=1, description="Intra-op CPU threads the run computes with, whatever torch's global "
+        "setting: results are bitwise reproducible for a given value; another value is another "
+        "computation (and run id)."
+    )
 
 
 class GradFlowConfig(FrozenConfig):

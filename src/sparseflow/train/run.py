@@ -31,6 +31,7 @@ from sparseflow.data import DataBundle, load_data
 from sparseflow.errors import ConfigError, RunError
 from sparseflow.sparsity import Mask
 from sparseflow.train.build import Built, build_run
+from sparseflow.train.determinism import pinned_threads, reproducibility
 from sparseflow.train.hooks import stateful
 from sparseflow.train.loop import evaluate, fit
 from sparseflow.train.seeding import generator_states, load_generator_states
@@ -151,6 +152,7 @@ def summary_record(cfg: ExperimentConfig, *, final: dict[str, float], epochs: in
                     "val": len(data.val), "test": len(data.test)},
         "versions": {"sparseflow": __version__, "torch": torch.__version__,
                      "python": platform.python_version()},
+        "reproducibility": reproducibility(cfg.train.threads, str(data.train.x.device)),
     } | extra
 
 
@@ -185,8 +187,15 @@ def run_experiment(cfg: ExperimentConfig, root: str | Path = "runs", *,
 
     A finished run is not trained again (status 'already_finished'). Bad input raises before
     any directory is created. ``until_epoch`` stops after that many epochs without finishing
-    the run (training in parts; the next call resumes).
+    the run (training in parts; the next call resumes). The run computes with
+    ``cfg.train.threads`` intra-op threads (see :mod:`sparseflow.train.determinism`).
     """
+    with pinned_threads(cfg.train.threads):
+        return _run(cfg, root, hooks=hooks, data=data, until_epoch=until_epoch)
+
+
+def _run(cfg: ExperimentConfig, root: str | Path, *, hooks: Sequence[Any],
+         data: DataBundle | None, until_epoch: int | None) -> RunResult:
     run_dir = run_dir_for(cfg, root)
     if is_finished(run_dir):
         return RunResult(run_dir, "already_finished", read_summary(run_dir))

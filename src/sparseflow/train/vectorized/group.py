@@ -25,6 +25,7 @@ from sparseflow.data import DataBundle, load_data
 from sparseflow.gradflow.measures import trainable_parameters
 from sparseflow.optim import decay_targets
 from sparseflow.train.build import Built, build_run
+from sparseflow.train.determinism import pinned_threads
 from sparseflow.train.probe import GradFlowProbe
 from sparseflow.train.run import (
     CHECKPOINT,
@@ -165,10 +166,17 @@ def run_group(cfgs: Sequence[ExperimentConfig], root: str | Path = "runs", *,
     """Train the unfinished runs of ``cfgs`` together; one :class:`RunResult` per config.
 
     Finished members are not retrained ('already_finished'); a group of one unfinished run is
-    an ordinary :func:`run_experiment`. Members must differ only in seed and learning rate.
+    an ordinary :func:`run_experiment`. Members must differ only in seed and learning rate
+    (so they share ``train.threads``, the intra-op threads the group computes with).
     """
     cfgs = list(cfgs)
     _check_same_shape(cfgs)
+    with pinned_threads(cfgs[0].train.threads):
+        return _run_group(cfgs, root, data)
+
+
+def _run_group(cfgs: list[ExperimentConfig], root: str | Path,
+               data: DataBundle | None) -> list[RunResult]:
     root = Path(root)
     dirs = [run_dir_for(c, root) for c in cfgs]
     results: dict[int, RunResult] = {i: RunResult(d, "already_finished", read_summary(d))
