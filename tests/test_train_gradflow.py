@@ -13,7 +13,7 @@ import sparseflow  # noqa: F401
 from sparseflow.config import build_config
 from sparseflow.gradflow import MEASURES
 from sparseflow.train import run_experiment
-from sparseflow.train.probe import probe_epochs
+from sparseflow.train.probe import on_probe_grid, probe_epochs, select_points
 
 from tests.conftest import tiny
 
@@ -70,15 +70,56 @@ def test_batch_mode_reads_raw_training_gradient(tmp_path: Path) -> None:
     assert all(p["gf1"] > p["gf1_masked"] for p in series)
 
 
-def test_early_stopping_averages_points_reached(tmp_path: Path) -> None:
-    cfg = build_config(tiny(optim={"name": "sgd", "lr": 3.0}, gradflow={"points": 11},
-                            train={"epochs": 20,
-                                   "early_stopping": {"enabled": True, "patience": 2}}))
+def test_probe_grid_coarsens_and_bounds_the_probe_count() -> None:
+    grid = [e for e in range(501) if on_probe_grid(e, 11)]
+    assert grid[:21] == list(range(21))  # every epoch up to B = 20
+    assert grid[21:31] == list(range(22, 41, 2))  # then every 2nd up to 40, every 4th ...
+    # The spacing at e is below e/10 (= 2e/B), so no target is far from a measured epoch.
+    assert all(e - max(g for g in grid if g <= e) < e / 10 for e in range(21, 501))
+    assert len(grid) <= 20 + 10 * math.log2(500 / 20) + 2  # 66 probes for a 500-epoch cap
+
+
+def test_select_points_spreads_over_the_epochs_trained() -> None:
+    # stop 8, 5 points: targets 0, 2, 4, 6, 8.
+    assert select_points(list(range(9)), 8, 5) == [0, 2, 4, 6, 8]
+    # stop 30 on the grid (0..20, 22, 24, ..., 30) and 11 points: targets 0, 3, ..., 30.
+    measured = [e for e in range(31) if on_probe_grid(e, 11)]
+    assert select_points(measured, 30, 11) == [0, 3, 6, 9, 12, 15, 18, 20, 24, 26, 30]
+    assert select_points([0, 1, 2], 2, 11) == [0, 1, 2]  # fewer epochs than points
+
+
+def test_early_stopping_averages_cover_the_epochs_trained(tmp_path: Path) -> None:
+    """A run with a 500-epoch cap that stops after a few epochs: its average EGF covers the
+    epochs it trained (not the value at initialization alone)."""
+    cfg = build_config(tiny(optim={"name": "adam", "lr": 0.01}, data={"train_subset": 128},
+                            gradflow={"points": 11},
+                            train={"epochs": 500,
+                                   "early_stopping": {"enabled": True, "patience": 3}}))
     res = run_experiment(cfg, tmp_path)
+    stop = res.summary["epochs"]
+    assert res.summary["stopped_early"] and stop < 50
     series = json.loads((res.run_dir / "gradflow.json").read_text())
-    reached = [e for e in probe_epochs(20, 11) if e <= res.summary["epochs"]]
-    assert [p["epoch"] for p in series] == reached
-    assert res.summary["gradflow_points"] == len(reached) < 11
+    measured = [p["epoch"] for p in series]
+    assert measured == [e for e in range(stop + 1) if on_probe_grid(e, 11) or e == stop]
+    chosen = res.summary["gradflow_epochs"]
+    assert chosen == select_points(measured, stop, 11)
+    assert chosen[0] == 0 and chosen[-1] == stop and len(chosen) == min(11, stop + 1)
+    by_epoch = {p["epoch"]: p for p in series}
+    expected = math.fsum(by_epoch[e]["egf2"] for e in chosen) / len(chosen)
+    assert res.summary["egf2"] == pytest.approx(expected, rel=1e-12)
+    assert res.summary["gradflow_points"] == len(chosen)
+
+
+def test_early_stopping_probe_resumes_bitwise(tmp_path: Path) -> None:
+    cfg = build_config(tiny(optim={"name": "adam", "lr": 0.01}, data={"train_subset": 128},
+                            train={"epochs": 60,
+                                   "early_stopping": {"enabled": True, "patience": 3}}))
+    whole = run_experiment(cfg, tmp_path / "w")
+    run_experiment(cfg, tmp_path / "p", until_epoch=3)
+    resumed = run_experiment(cfg, tmp_path / "p")
+    assert (json.loads((whole.run_dir / "gradflow.json").read_text())
+            == json.loads((resumed.run_dir / "gradflow.json").read_text()))
+    assert whole.summary["egf2"] == resumed.summary["egf2"]
 
 
 def test_resume_keeps_series(tmp_path: Path) -> None:

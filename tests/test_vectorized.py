@@ -77,18 +77,41 @@ def test_everything_at_once_prelu_srelu_skip_l2_wd_augment(tmp_path: Path) -> No
 
 
 def test_early_stopping_per_model(tmp_path: Path) -> None:
-    # Seeds stop at different epochs; a stopped model stops updating.
-    cfgs = _cfgs(4, optim={"name": "sgd", "lr": 2.0}, gradflow={"points": 6},
-                 train={"epochs": 12, "early_stopping": {"enabled": True, "patience": 2}})
+    # Seeds stop at different epochs; a stopped model stops updating. Overfitting 128 examples
+    # with Adam makes the validation loss turn up at seed-dependent epochs while training stays
+    # smooth, so rounding differences between batched and separate kernels stay at rounding.
+    cfgs = _cfgs(4, optim={"name": "adam", "lr": 0.01}, data={"train_subset": 128},
+                 gradflow={"points": 6},
+                 train={"epochs": 40, "early_stopping": {"enabled": True, "patience": 3}})
     grouped = run_group(cfgs, tmp_path / "g")
     epochs = set()
     for cfg, g in zip(cfgs, grouped, strict=True):
         alone = run_experiment(cfg, tmp_path / "s")
-        for key in ("epochs", "best_epoch", "stopped_early", "gradflow_points"):
+        for key in ("epochs", "best_epoch", "stopped_early", "gradflow_points",
+                    "gradflow_epochs"):
             assert g.summary[key] == alone.summary[key], key
         assert _max_dw(g.run_dir, alone.run_dir) <= 1e-4
+        assert g.summary["egf2"] == pytest.approx(alone.summary["egf2"], rel=1e-3)
         epochs.add(g.summary["epochs"])
     assert len(epochs) > 1, "the test needs models that stop at different epochs"
+
+
+def test_early_stopping_in_a_chaotic_regime(tmp_path: Path) -> None:
+    """SGD at lr 2.0 is chaotic: batched and separate kernels round differently, and the
+    weights drift apart by more than rounding (by how much depends on the CPU). What must hold
+    there: each member still trains to a stop of its own, the group's stopping decisions are
+    made per model and accuracy stays close to the separate runs'."""
+    cfgs = _cfgs(4, optim={"name": "sgd", "lr": 2.0}, gradflow={"points": 6},
+                 train={"epochs": 12, "early_stopping": {"enabled": True, "patience": 2}})
+    grouped = run_group(cfgs, tmp_path / "g")
+    for cfg, g in zip(cfgs, grouped, strict=True):
+        alone = run_experiment(cfg, tmp_path / "s")
+        history = json.loads((g.run_dir / "metrics.json").read_text())
+        assert len(history) == g.summary["epochs"]  # a stopped model stopped recording
+        assert g.summary["best_epoch"] <= g.summary["epochs"] <= 12
+        if g.summary["stopped_early"]:
+            assert g.summary["epochs"] - g.summary["best_epoch"] == 2  # the patience
+        assert abs(g.summary["test_accuracy"] - alone.summary["test_accuracy"]) <= 0.1
 
 
 def test_finished_members_are_skipped(tmp_path: Path) -> None:

@@ -88,7 +88,8 @@ def build_probe(cfg: ExperimentConfig, data: DataBundle, mask: Mask | None,
         x, y = data.train.x[idx], data.train.y[idx]
     elif gf.probe_set == "full":
         x, y, chunk = data.train.x, data.train.y, cfg.train.eval_batch_size
-    return GradFlowProbe(gf, mask, cfg.train.epochs, x, y, chunk)
+    return GradFlowProbe(gf, mask, cfg.train.epochs, x, y, chunk,
+                         adaptive=cfg.train.early_stopping.enabled)
 
 
 @dataclass

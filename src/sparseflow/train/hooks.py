@@ -7,7 +7,9 @@ The loop (:mod:`sparseflow.train.loop`) calls, in order, for every hook in its l
 - ``after_backward(state)``: after ``loss.backward()``, before the optimizer step — mask
   enforcement, coupled L2 and decoupled weight decay live here, in that order;
 - ``after_step(state)``: after the optimizer step (weights re-masked here);
-- ``end_epoch(state)``: after the epoch's evaluation was recorded in ``state.history``.
+- ``end_epoch(state)``: after the epoch's evaluation was recorded in ``state.history``;
+- ``end(state)``: once when training is complete (the epoch cap reached or a hook set
+  ``state.stop``), before the final weights are chosen; not after a partial call.
 
 A hook that keeps state across epochs implements ``state_dict()``/``load_state_dict()`` and a
 unique ``name``; the checkpoint stores it, so a resumed run continues exactly.
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-HOOK_POINTS = ("begin", "before_step", "after_backward", "after_step", "end_epoch")
+HOOK_POINTS = ("begin", "before_step", "after_backward", "after_step", "end_epoch", "end")
 
 
 class Hook:
@@ -40,6 +42,9 @@ class Hook:
 
     def end_epoch(self, state: Any) -> None:
         """Called after each epoch's evaluation."""
+
+    def end(self, state: Any) -> None:
+        """Called once when training is complete (not after training in parts)."""
 
 
 def call(hooks: Sequence[Any], point: str, state: Any) -> None:

@@ -101,3 +101,5 @@ def fit(state: TrainState, data: DataBundle, hooks: Sequence[Any], *, batch_size
             "seconds": time.perf_counter() - t0,
         })
         call(hooks, "end_epoch", state)
+    if state.stop or state.epoch >= state.epochs:
+        call(hooks, "end", state)

@@ -1,9 +1,22 @@
 """The gradient-flow probe of a training run (a hook).
 
-When: at ``points`` evenly spaced epochs from 0 (before the first update) to the epoch cap,
-``round(i · epochs / (points − 1))`` for i = 0 … points − 1, duplicates removed. With early
-stopping the points are spread over the cap and the run's averages use the points actually
-reached.
+When, for a run of fixed length: at ``points`` evenly spaced epochs from 0 (before the first
+update) to the last, ``round(i · epochs / (points − 1))`` for i = 0 … points − 1, duplicates
+removed (:func:`probe_epochs`).
+
+With early stopping the last epoch is unknown in advance, and points spread over the epoch cap
+would leave a run that stops early with one or two of them. So the probe measures on a grid
+that coarsens as training goes on (:func:`on_probe_grid`: every epoch up to ``B = 2·(points −
+1)``, then every 2nd up to ``2B``, every 4th up to ``4B``, …; the spacing at epoch e stays
+below ``2e/B``), and once more at the epoch the run stops (``batch`` mode: the grid only). The
+run's averages use ``points`` of these, evenly spread over the epochs it trained: for each
+``i·stop/(points − 1)`` the measured epoch nearest to it (:func:`select_points`). With 11
+points a chosen epoch is the nearest whole epoch to its target for runs of up to 20 epochs, and
+within 4.3% of the run's length beyond (checked for every stop up to 2,000). The probe runs at
+most ``B + (B/2)·log2(cap/B) + 1`` times (67 for a 500-epoch cap with 11 points, against 11 for
+a run of fixed length).
+Every measured point stays in the series (``gradflow.json``); ``gradflow_epochs`` in the
+summary names the ones the averages use.
 
 On what: ``fixed`` — ``probe_size`` training examples drawn once per run with the run's own
 probe generator (Evci et al. 2020 use 1,000); ``full`` — the whole training split, forwarded in
@@ -38,6 +51,29 @@ def probe_epochs(epochs: int, points: int) -> list[int]:
     return sorted({round(i * epochs / (points - 1)) for i in range(points)})
 
 
+def on_probe_grid(epoch: int, points: int) -> bool:
+    """Early stopping: whether ``epoch`` is on the coarsening grid (see the module doc).
+
+    The spacing at ``epoch`` is the smallest power of two ``s`` with ``epoch ≤ B·s``,
+    ``B = 2·(points − 1)``; the epoch is on the grid when ``s`` divides it.
+    """
+    budget = 2 * (points - 1)
+    spacing = 1
+    while epoch > budget * spacing:
+        spacing *= 2
+    return epoch % spacing == 0
+
+
+def select_points(measured: list[int], stop: int, points: int) -> list[int]:
+    """The measured epochs nearest to ``i·stop/(points − 1)``, i = 0 … points − 1 (ties go to
+    the earlier epoch), without duplicates, in order."""
+    if not measured:
+        return []
+    chosen = {min(measured, key=lambda e: (abs(e - i * stop / (points - 1)), e))
+              for i in range(points)}
+    return sorted(chosen)
+
+
 class GradFlowProbe(Hook):
     """Measures gradient flow at the probe epochs and keeps the series in ``state.extra``.
 
@@ -49,12 +85,17 @@ class GradFlowProbe(Hook):
 
     def __init__(self, cfg: GradFlowConfig, mask: Mask | None, epochs: int,
                  probe_x: Tensor | None = None, probe_y: Tensor | None = None,
-                 chunk: int | None = None) -> None:
+                 chunk: int | None = None, *, adaptive: bool = False) -> None:
         if cfg.probe_set != "batch" and (probe_x is None or probe_y is None):
             raise ValueError("the fixed/full probe needs probe_x and probe_y")
         self.cfg, self.mask, self.chunk = cfg, mask, chunk
         self.x, self.y = probe_x, probe_y
-        self.epochs = probe_epochs(epochs, cfg.points)
+        self.adaptive = adaptive
+        self.epochs = set(probe_epochs(epochs, cfg.points))
+
+    def is_probe_epoch(self, epoch: int) -> bool:
+        """Whether to measure after ``epoch`` (fixed schedule, or the early-stopping grid)."""
+        return on_probe_grid(epoch, self.cfg.points) if self.adaptive else epoch in self.epochs
 
     # Series kept in state.extra so checkpoints carry it -------------------------------------
     @staticmethod
@@ -85,7 +126,14 @@ class GradFlowProbe(Hook):
 
     def end_epoch(self, state: TrainState) -> None:
         """Measure after each probe epoch."""
-        if self.cfg.probe_set != "batch" and state.epoch in self.epochs and state.epoch > 0:
+        if self.cfg.probe_set != "batch" and state.epoch > 0 and self.is_probe_epoch(state.epoch):
+            self._measure(state, state.epoch)
+
+    def end(self, state: TrainState) -> None:
+        """Early stopping: measure the epoch the run stopped at, unless already measured."""
+        if not self.adaptive or self.cfg.probe_set == "batch" or state.epoch == 0:
+            return
+        if all(p["epoch"] != state.epoch for p in self.series(state)):
             self._measure(state, state.epoch)
 
     # Current training batch -------------------------------------------------------------------
@@ -97,7 +145,7 @@ class GradFlowProbe(Hook):
         last_of_epoch = state.step + 1 == current * state.steps_per_epoch
         if state.step == 0:
             epoch = 0
-        elif last_of_epoch and current in self.epochs:
+        elif last_of_epoch and self.is_probe_epoch(current):
             epoch = current
         else:
             return
@@ -107,9 +155,14 @@ class GradFlowProbe(Hook):
         self._record(state, epoch, gradient_flow(grads, masks))
 
     def summarize(self, state: TrainState) -> dict[str, Any]:
-        """Run averages of every measure over the points reached ("average EGF")."""
+        """Run averages of every measure ("average EGF") over the points reached, or, with
+        early stopping, over ``points`` of them evenly spread over the epochs trained."""
         points = self.series(state)
-        out: dict[str, Any] = {"gradflow_points": len(points)}
+        if self.adaptive:
+            keep = set(select_points([p["epoch"] for p in points], state.epoch, self.cfg.points))
+            points = [p for p in points if p["epoch"] in keep]
+        out: dict[str, Any] = {"gradflow_points": len(points),
+                               "gradflow_epochs": [p["epoch"] for p in points]}
         for key in MEASURES:
             values = [p[key] for p in points]
             out[key] = math.fsum(values) / len(values) if values else math.nan

@@ -141,6 +141,7 @@ def _finish(state: GroupState, k: int, cfg: ExperimentConfig, b: Built, data: Da
         atomic_write_json(run_dir / GRADFLOW, state.gradflow[k])
         probe = next(h for h in b.hooks if isinstance(h, GradFlowProbe))
         b.state.extra["gradflow"] = state.gradflow[k]
+        b.state.epoch = state.epochs_done[k]  # the epochs this member trained
         extra = probe.summarize(b.state)
     from sparseflow.train.loop import evaluate
 

@@ -22,7 +22,7 @@ from torch import Tensor
 from sparseflow.data import DataBundle, Split, epoch_batches
 from sparseflow.gradflow import MEASURES, gradient_flow
 from sparseflow.optim import lr_factor
-from sparseflow.train.probe import probe_epochs
+from sparseflow.train.probe import on_probe_grid, probe_epochs
 from sparseflow.train.vectorized.functional import mlp_forward
 from sparseflow.train.vectorized.state import GroupState
 
@@ -160,10 +160,9 @@ def fit(state: GroupState, data: DataBundle, *, decay_names: list[str],
         on_epoch: Callable[[GroupState], None]) -> None:
     """Train every model to its epoch cap or early stop, probing and checkpointing."""
     cfg = state.members[0].cfg
-    points = set(probe_epochs(state.epochs, cfg.gradflow.points)) if probe_fn else set()
+    es = cfg.train.early_stopping
     if probe_fn and state.epoch == 0 and not any(state.gradflow):
         record_probe(state, probe_fn(state), 0, list(range(state.k)))
-    es = cfg.train.early_stopping
     while state.epoch < state.epochs and bool(state.active.any()):
         t0 = time.perf_counter()
         running = train_epoch(state, data, decay_names)
@@ -183,12 +182,27 @@ def fit(state: GroupState, data: DataBundle, *, decay_names: list[str],
                 "lr": float(state.base_lr[k]) * lr_factor(
                     state.step - 1, state.steps_per_epoch, state.epochs, cfg.optim.schedule),
                 "seconds": seconds})
-        if probe_fn and state.epoch in points:
-            record_probe(state, probe_fn(state), state.epoch, trained)
+        results = None
+        if probe_fn and _on_schedule(state, cfg):
+            results = probe_fn(state)
+            record_probe(state, results, state.epoch, trained)
         if es.enabled:
             _early_stopping(state, trained, [val[k][0] for k in range(state.k)])
+            if probe_fn and results is None:  # as GradFlowProbe.end: the stop epoch
+                ended = [k for k in trained
+                         if not bool(state.active[k]) or state.epoch >= state.epochs]
+                if ended:
+                    record_probe(state, probe_fn(state), state.epoch, ended)
         state.seconds += time.perf_counter() - t0
         on_epoch(state)
+
+
+def _on_schedule(state: GroupState, cfg: Any) -> bool:
+    """The probe schedule of :class:`~sparseflow.train.probe.GradFlowProbe`: fixed epochs, or
+    with early stopping the coarsening grid."""
+    if cfg.train.early_stopping.enabled:
+        return on_probe_grid(state.epoch, cfg.gradflow.points)
+    return state.epoch in probe_epochs(state.epochs, cfg.gradflow.points)
 
 
 def _early_stopping(state: GroupState, trained: list[int], val_loss: list[float]) -> None:
