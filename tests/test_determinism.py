@@ -86,21 +86,25 @@ def test_pinned_threads_restores_the_callers_setting() -> None:
 
 
 def test_study_run_equals_sparseflow_train_of_its_config(tmp_path: Path) -> None:
-    """A study's worker (1 thread per worker with --jobs 2) and `sparseflow train` in a
+    """A study's workers (--jobs 2: worker processes at 1 thread each), the same study with
+    --jobs 1 (trained in the driver, at torch's default threads) and `sparseflow train` in a
     process at 2 threads give the same final.pt."""
     spec = {"name": "det", "base": {**CONFIG, "sparsity": {}},
             "axes": {"optim.name": ["adam"]}, "variants": ["NR"],
             "scsdc": {"sparse_width": 256, "dense_widths": [64]}, "seeds": [0]}
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(spec))
-    study = tmp_path / "study"
-    run = subprocess.run([sys.executable, "-m", "sparseflow", "study", "run", str(path), "--dir",
-                          str(study), "--jobs", "2", "--vectorize", "off"],
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
-    dirs = sorted(p for p in (study / "runs").iterdir() if (p / "summary.json").is_file())
+    studies = {}
+    for jobs in ("2", "1"):
+        study = studies[jobs] = tmp_path / f"study-j{jobs}"
+        run = subprocess.run([sys.executable, "-m", "sparseflow", "study", "run", str(path),
+                              "--dir", str(study), "--jobs", jobs, "--vectorize", "off"],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+    dirs = sorted(p for p in (studies["2"] / "runs").iterdir() if (p / "summary.json").is_file())
     assert len(dirs) == 2  # the sparse run and its dense twin
     for d in dirs:
+        assert _same(_weights(d), _weights(studies["1"] / "runs" / d.name))
         cfg = json.loads((d / "config.json").read_text())["config"]
         cfg_path = tmp_path / f"{d.name}.yaml"
         cfg_path.write_text(yaml.safe_dump(cfg))
