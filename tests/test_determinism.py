@@ -117,3 +117,30 @@ def test_study_run_equals_sparseflow_train_of_its_config(tmp_path: Path) -> None
         (alone,) = [p for p in out.iterdir() if (p / "summary.json").is_file()]
         assert alone.name == d.name
         assert _same(_weights(d), _weights(alone))
+
+
+@pytest.mark.parametrize("family", ["cnn", "wrn", "vectorized"])
+def test_every_compute_path_ignores_torchs_thread_setting(tmp_path: Path, family: str) -> None:
+    """Convolutions (oneDNN), BatchNorm2d, residual blocks and the batched (bmm) path of
+    vectorized groups: trained after torch.set_num_threads(1) and (2), the same bits."""
+    from sparseflow.train.vectorized import run_group
+
+    from tests.test_families_train import CNN, WRN, digits
+
+    model = {"cnn": {**CNN, "batchnorm": True, "skip": True}, "wrn": WRN}.get(family)
+    if model is None:
+        cfgs = [build_config({**CONFIG, "seed": s}) for s in (0, 1)]
+    else:
+        cfgs = [build_config(digits(model, sparsity={"density": 0.3},
+                                    data={"train_subset": 256}, train={"epochs": 1}))]
+    before = torch.get_num_threads()
+    finals = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out = tmp_path / f"t{threads}"
+            results = run_group(cfgs, out) if len(cfgs) > 1 else [run_experiment(cfgs[0], out)]
+            finals.append([_weights(r.run_dir) for r in results])
+    finally:
+        torch.set_num_threads(before)
+    assert all(_same(a, b) for a, b in zip(*finals, strict=True))
