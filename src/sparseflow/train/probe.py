@@ -107,10 +107,11 @@ class GradFlowProbe(Hook):
         self._record(state, epoch, gradient_flow(grads, masks))
 
     def summarize(self, state: TrainState) -> dict[str, Any]:
-        """Run averages of every measure over the points reached ("average EGF")."""
+        """Run averages of every measure over the points reached ("average EGF"); a measure's
+        non-finite points (a diverged run's) are left out, so it averages up to divergence."""
         points = self.series(state)
         out: dict[str, Any] = {"gradflow_points": len(points)}
         for key in MEASURES:
-            values = [p[key] for p in points]
+            values = [p[key] for p in points if math.isfinite(p[key])]
             out[key] = math.fsum(values) / len(values) if values else math.nan
         return out

@@ -22,6 +22,8 @@ from torch import Tensor
 from sparseflow.data import DataBundle, Split, epoch_batches
 from sparseflow.gradflow import MEASURES, gradient_flow
 from sparseflow.optim import lr_factor
+from sparseflow.train.divergence import diverged_epoch
+from sparseflow.train.divergence import stop_reason as divergence_reason
 from sparseflow.train.probe import probe_epochs
 from sparseflow.train.vectorized.functional import mlp_forward
 from sparseflow.train.vectorized.state import GroupState
@@ -187,6 +189,7 @@ def fit(state: GroupState, data: DataBundle, *, decay_names: list[str],
             record_probe(state, probe_fn(state), state.epoch, trained)
         if es.enabled:
             _early_stopping(state, trained, [val[k][0] for k in range(state.k)])
+        _stop_diverged(state, trained)
         state.seconds += time.perf_counter() - t0
         on_epoch(state)
 
@@ -206,3 +209,12 @@ def _early_stopping(state: GroupState, trained: list[int], val_loss: list[float]
                 state.active[k] = False
                 state.stop_reason[k] = (f"early stop: no val_loss improvement for "
                                         f"{es.patience} epochs")
+
+
+def _stop_diverged(state: GroupState, trained: list[int]) -> None:
+    """Per member, what the StopOnDivergence hook does for a single run (after early stopping:
+    its stop reason wins)."""
+    for k in trained:
+        if diverged_epoch(state.history[k][-1]):
+            state.active[k] = False
+            state.stop_reason[k] = divergence_reason(state.history[k][-1])
