@@ -48,7 +48,8 @@ COLUMN_DOCS: dict[str, str] = {
     "diverged": "whether the run diverged (a non-finite training loss; false otherwise)",
     "density": "fraction of prunable weights active (1.0 for dense runs)",
     "active_weights": "number of active prunable weights (empty for dense runs)",
-    "gradflow_points": "number of gradient-flow probe points the averages use",
+    "gradflow_points": "number of gradient-flow probe points reached (the averages skip "
+                       "non-finite ones)",
     "duration_s": "training wall-clock seconds (summed over resumed parts)",
     "error": "the failure message of a failed run",
 }
