@@ -164,7 +164,8 @@ def _paired(
 ) -> tuple[float, float, float, str]:
     """(statistic, p, effect size, note) of a paired test on the better-oriented values."""
     # Same infinity on both sides (both diverged) is a tie, not inf − inf = NaN.
-    diffs = np.where(s == d, 0.0, sign * (s - d))
+    with np.errstate(invalid="ignore"):  # inf − inf, replaced by the tie
+        diffs = np.where(s == d, 0.0, sign * (s - d))
     if test == "wilcoxon":
         diffs = rank_rounded(diffs)
     if np.all(diffs == 0):
@@ -251,7 +252,8 @@ def compare(
         )  # fmt: skip
     if paired:
         stat, p, effect, note = _paired(test, s, d, sign)
-        data: tuple[np.ndarray, ...] = (np.where(s == d, 0.0, sign * (s - d)),)
+        with np.errstate(invalid="ignore"):
+            data: tuple[np.ndarray, ...] = (np.where(s == d, 0.0, sign * (s - d)),)
     else:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
