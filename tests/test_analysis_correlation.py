@@ -81,13 +81,13 @@ def test_missing_values_are_dropped_per_cell() -> None:
     runs = [{"kind": "sparse", "egf1": float(i), "test_loss": float(i % 4), "test_accuracy": -i}
             for i in range(8)]  # fmt: skip
     runs[0]["egf1"] = None
-    runs[1]["test_loss"] = float("nan")
+    runs[1]["egf1"] = float("nan")
     del runs[2]["test_loss"]
     runs.append({"kind": "dense", "egf1": 1.0, "test_loss": 1.0})  # other kind: not counted
     table = kendall_table(runs, ["egf1"], kinds=["sparse"])
     loss = table.cell("egf1", "sparse", "test_loss")
     acc = table.cell("egf1", "sparse", "test_accuracy")
-    assert (loss.n, acc.n) == (5, 7)
+    assert (loss.n, acc.n) == (5, 6)
     kept = runs[3:8]
     ref = stats.kendalltau([r["egf1"] for r in kept], [r["test_loss"] for r in kept])
     assert loss.tau == pytest.approx(ref.statistic)

@@ -165,17 +165,21 @@ def test_record_finished_is_idempotent(store: StudyStore) -> None:
     assert len(store.gradflow("c0-s0")) == 1 and store.run("c0-s0").summary["tag"] == 1
 
 
-def test_metrics_columns_are_queryable_and_nan_becomes_null(store: StudyStore) -> None:
+def test_metrics_columns_are_queryable_and_non_finite_values_survive(store: StudyStore) -> None:
     store.add_planned([planned(0)])
     summary, metrics, flow = outputs(epochs=2)
     summary["egf2"] = math.nan
     metrics[1]["train_loss"] = math.inf
+    metrics[0]["val_loss"] = -math.inf
+    flow[0]["egf1"] = math.nan
     store.record_finished("c0-s0", summary, metrics, flow)
-    assert store.run("c0-s0").summary["egf2"] is None
-    assert store.metrics("c0-s0")[1]["train_loss"] is None
+    assert math.isnan(store.run("c0-s0").summary["egf2"])
+    assert store.metrics("c0-s0")[1]["train_loss"] == math.inf
+    assert store.metrics("c0-s0")[0]["val_loss"] == -math.inf
+    assert math.isnan(store.gradflow("c0-s0")[0]["egf1"])
     rows = store._connection().execute(
         "SELECT epoch, train_loss FROM metrics ORDER BY idx").fetchall()
-    assert rows == [(1, 1.0), (2, None)]
+    assert rows == [(1, 1.0), (2, math.inf)]  # a REAL column holds inf (NaN would be NULL)
 
 
 def test_reset_stale(store: StudyStore) -> None:

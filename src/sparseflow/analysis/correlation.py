@@ -10,7 +10,15 @@ against ``test_accuracy``. The paper's table shows |τ|, which :meth:`Correlatio
 does by default (``absolute=False`` shows the signs).
 
 τ is scipy's tau-b (ties in either variable are accounted for); its p-value is two-sided (exact
-for small samples without ties, asymptotic otherwise). Pure Python + scipy: no torch here.
+for small samples without ties, asymptotic otherwise). Values are rounded to
+:data:`~sparseflow.analysis.stats.RANK_DIGITS` significant digits first, so float noise does not
+break a tie. Pure Python + scipy: no torch here.
+
+**Diverged runs are kept**: a target that is a loss (its name ends in ``loss``) and is not
+finite (a diverged run's NaN or inf) counts as +inf, the worst loss, so the run ranks last instead
+of vanishing; its measures are the averages over the probe points up to divergence (the run
+summary leaves a measure's non-finite points out of its average). A measure that is missing or
+NaN still drops the run from that cell.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from scipy import stats
+
+from sparseflow.analysis.stats import rank_rounded
 
 #: Paper labels of the known measures, for the markdown table.
 _LABELS = {"gf1": "‖g‖₁", "gf2": "‖g‖₂", "egf1": "EGF₁", "egf2": "EGF₂"}
@@ -127,7 +137,8 @@ class CorrelationTable:
 
 
 def _value(run: Mapping[str, Any], key: str, index: int) -> float | None:
-    """``run[key]`` as a float, or None if missing, None or NaN (inf is kept: it ranks)."""
+    """``run[key]`` as a float, or None if missing, None or NaN (inf is kept: it ranks); a
+    non-finite loss is +inf (the worst, see the module docstring)."""
     raw = run.get(key)
     if raw is None:
         return None
@@ -135,6 +146,8 @@ def _value(run: Mapping[str, Any], key: str, index: int) -> float | None:
         value = float(raw)
     except (TypeError, ValueError):
         raise ValueError(f"run {index} has a non-numeric {key!r}: {raw!r}") from None
+    if key.endswith("loss") and not math.isfinite(value):
+        return math.inf
     return None if math.isnan(value) else value
 
 
@@ -144,7 +157,7 @@ def _kendall(xs: list[float], ys: list[float]) -> tuple[float, float, str]:
         return math.nan, math.nan, f"n={len(xs)} < 3 runs: τ undefined"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns on constant input; we note it instead
-        res = stats.kendalltau(xs, ys)
+        res = stats.kendalltau(rank_rounded(xs), rank_rounded(ys))
     tau, p = float(res.statistic), float(res.pvalue)
     note = "a variable is constant: τ undefined" if math.isnan(tau) else ""
     return tau, p, note

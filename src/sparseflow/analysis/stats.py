@@ -30,7 +30,13 @@ Decisions:
   H1, which is also what scipy's wilcoxon returns), effect size 0, CI [0, 0], with a note.
 - **Missing values**: None and NaN drop the pair (paired) or the value (unpaired); the note counts
   them. ±inf is kept (a diverged run ranks last/first); a pair where both are the same infinity
-  differs by 0. Non-finite values leave the bootstrap CI undefined (NaN, with a note).
+  differs by 0. Non-finite values leave the bootstrap CI undefined (NaN, with a note). A diverged
+  run's loss reaches here as +inf (see :mod:`sparseflow.analysis.tables`): against a finite loss it
+  is a lost pair with the largest |difference|; both diverged is a tie.
+- **Ties**: the rank tests (wilcoxon on the differences, mannwhitney on the values) first round
+  to :data:`RANK_DIGITS` significant digits, so that float noise does not break an exact tie:
+  accuracies are k/N, and ``s − d`` of two pairs with the same count difference can differ in the
+  last bit, which would give them different ranks (and the test a wrong p).
 - **CI**: bootstrap of the mean difference (better-oriented) with ``scipy.stats.bootstrap``,
   ``method="BCa"`` (second-order accurate, corrects bias and skew); BCa is undefined on degenerate
   data, where it falls back to ``"percentile"`` with a note. Paired tests resample the pairs (the
@@ -54,6 +60,8 @@ TESTS = ("wilcoxon", "ttest", "mannwhitney")
 CORRECTIONS = ("none", "holm", "bh")
 #: Default minimum number of pairs (paired) or of runs per group (unpaired); see module docstring.
 MIN_N = {"wilcoxon": 5, "ttest": 3, "mannwhitney": 3}
+#: Significant decimal digits kept before ranking (float64 holds 15-17; see "Ties").
+RANK_DIGITS = 12
 _EFFECT = {"wilcoxon": "rank-biserial", "ttest": "d_z", "mannwhitney": "rank-biserial"}
 # scipy ≥ 1.15 names the generator argument ``rng``; older releases call it ``random_state``.
 _RNG_KW = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
@@ -134,6 +142,13 @@ def _bootstrap_ci(
     return math.nan, math.nan, "bootstrap CI undefined"
 
 
+def rank_rounded(x: np.ndarray) -> np.ndarray:
+    """``x`` rounded to :data:`RANK_DIGITS` significant digits (inf, NaN and 0 unchanged): equal
+    quantities computed along different float paths become equal again before ranking."""
+    return np.array([float(f"{v:.{RANK_DIGITS}g}") for v in np.asarray(x, dtype=float)],
+                    dtype=float)
+
+
 def _rank_biserial_paired(d: np.ndarray) -> float:
     """(T+ − T−) / (T+ + T−) over the non-zero differences, average ranks of |d| for ties."""
     d = d[d != 0]
@@ -149,7 +164,10 @@ def _paired(
 ) -> tuple[float, float, float, str]:
     """(statistic, p, effect size, note) of a paired test on the better-oriented values."""
     # Same infinity on both sides (both diverged) is a tie, not inf − inf = NaN.
-    diffs = np.where(s == d, 0.0, sign * (s - d))
+    with np.errstate(invalid="ignore"):  # inf − inf, replaced by the tie
+        diffs = np.where(s == d, 0.0, sign * (s - d))
+    if test == "wilcoxon":
+        diffs = rank_rounded(diffs)
     if np.all(diffs == 0):
         stat = 0.0 if test == "wilcoxon" else math.nan  # T+ = 0; t = 0/0
         return stat, 1.0, 0.0, "all differences are zero: p = 1"
@@ -234,11 +252,13 @@ def compare(
         )  # fmt: skip
     if paired:
         stat, p, effect, note = _paired(test, s, d, sign)
-        data: tuple[np.ndarray, ...] = (np.where(s == d, 0.0, sign * (s - d)),)
+        with np.errstate(invalid="ignore"):
+            data: tuple[np.ndarray, ...] = (np.where(s == d, 0.0, sign * (s - d)),)
     else:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            res = stats.mannwhitneyu(sign * s, sign * d, alternative="greater")
+            res = stats.mannwhitneyu(rank_rounded(sign * s), rank_rounded(sign * d),
+                                     alternative="greater")
         stat, p = float(res.statistic), float(res.pvalue)
         effect = 2 * stat / (len(s) * len(d)) - 1
         note = "all values are equal: p = 1" if np.ptp(np.concatenate([s, d])) == 0 else ""

@@ -6,6 +6,12 @@ Each row is one run as ``sparseflow study export`` writes it: ``kind`` (``sparse
 (row value, column value), e.g. (optimizer, regularization variant), and pools every dense width,
 seed and value of the axes not shown — as the paper's cells do — while a sparse run is only ever
 paired with the dense run of the same width, seed and configuration (every other swept axis).
+
+**Diverged runs** (``diverged`` true, or a non-finite value): in a test of a loss (lower is
+better) a finished run's non-finite loss counts as +inf, the worst loss there is, so a diverged
+sparse run loses its pair by the largest margin and two diverged runs tie; a run is never dropped
+for having diverged. Accuracy tests use the accuracies as measured. Each cell counts its
+diverged runs (``diverged_sparse``, ``diverged_dense``), shown in every format of the table.
 """
 
 from __future__ import annotations
@@ -43,15 +49,31 @@ def _finished(row: Mapping[str, Any]) -> bool:
     return row.get("status") in (None, "finished")
 
 
-def _metric(row: Mapping[str, Any], metric: str, index: int) -> float:
-    """``row[metric]`` as a float; NaN when missing or None (compare() drops and counts it)."""
+def _metric(row: Mapping[str, Any], metric: str, index: int,
+            lower_is_better: bool = False) -> float:
+    """``row[metric]`` as a float; NaN when missing or None (compare() drops and counts it).
+
+    With ``lower_is_better`` (a loss) a non-finite value (a diverged run's NaN or inf) is +inf,
+    the worst outcome, so that the run is ranked instead of dropped.
+    """
     raw = row.get(metric)
     if raw is None:
         return math.nan
     try:
-        return float(raw)
+        value = float(raw)
     except (TypeError, ValueError):
         raise ValueError(f"row {index} has a non-numeric {metric!r}: {raw!r}") from None
+    if lower_is_better and not math.isfinite(value):
+        return math.inf
+    return value
+
+
+def is_diverged(row: Mapping[str, Any]) -> bool:
+    """Whether a run row is marked diverged (the export's ``diverged`` column; CSV text too)."""
+    flag = row.get("diverged")
+    if isinstance(flag, str):
+        return flag.strip().lower() in ("true", "1")
+    return bool(flag) and not (isinstance(flag, float) and math.isnan(flag))
 
 
 @dataclass(frozen=True)
@@ -78,11 +100,13 @@ def pair_up(
     *,
     pair_on: Sequence[str] = ("dense_width", "seed"),
     within: Sequence[str] = (),
+    lower_is_better: bool = False,
 ) -> Pairs:
     """Pair each finished sparse run with the finished dense run equal on ``pair_on + within``.
 
     Pairs come in the order of the sparse runs. A missing key reads as None (so runs that both
     lack it still match). Runs of another ``kind`` and unfinished runs are ignored.
+    ``lower_is_better``: the metric is a loss, a non-finite value counts as +inf (worst).
 
     Raises:
         ValueError: a row without ``kind``, a non-numeric metric, or two finished runs of one kind
@@ -103,7 +127,7 @@ def pair_up(
                 f"{dict(zip(match, key, strict=True))}: add the axis that tells them apart "
                 "to `within`"
             )
-        runs[key] = (i, _metric(row, metric, i))
+        runs[key] = (i, _metric(row, metric, i, lower_is_better))
     sparse, dense = by_kind["sparse"], by_kind["dense"]
     keys = [k for k in sparse if k in dense]
     return Pairs(
@@ -124,6 +148,20 @@ class PValueCell:
     result: TestResult
     p_adjusted: float
     significant: bool
+    diverged_sparse: int = 0
+    diverged_dense: int = 0
+
+    @property
+    def diverged(self) -> int:
+        """Diverged runs (sparse + dense) among the cell's finished runs."""
+        return self.diverged_sparse + self.diverged_dense
+
+
+def diverged_text(cell: PValueCell) -> str:
+    """"3 sparse, 1 dense diverged" (only the kinds that have any), or "" for none."""
+    parts = [f"{n} {kind}" for n, kind in ((cell.diverged_sparse, "sparse"),
+                                            (cell.diverged_dense, "dense")) if n]
+    return f"{', '.join(parts)} diverged" if parts else ""
 
 
 @dataclass(frozen=True)
@@ -167,6 +205,7 @@ class PValueTable:
                 self.row_key: c.row, self.col_key: c.col, "metric": self.metric,
                 "correction": self.correction, **asdict(c.result),
                 "p_adjusted": c.p_adjusted, "significant": c.significant,
+                "diverged_sparse": c.diverged_sparse, "diverged_dense": c.diverged_dense,
             }  # fmt: skip
             for c in self._ordered()
         ]
@@ -214,9 +253,12 @@ class PValueTable:
             texts = []
             for c in self.cols:
                 cell, text = self.cells[(r, c)], self._text(self.cells[(r, c)], digits)
-                texts.append(f"**{text}**" if cell.significant else text)
+                text = f"**{text}**" if cell.significant else text
+                texts.append(f"{text} ({cell.diverged} div.)" if cell.diverged else text)
             lines.append(f"| {r} | " + " | ".join(texts) + " |")
-        notes = [f"- {c.row} / {c.col}: {c.result.note}" for c in self._ordered() if c.result.note]
+        notes = [f"- {c.row} / {c.col}: " + "; ".join(x for x in (c.result.note,
+                                                                  diverged_text(c)) if x)
+                 for c in self._ordered() if c.result.note or c.diverged]
         if notes:
             lines += ["", *notes]
         return "\n".join(lines)
@@ -233,7 +275,8 @@ class PValueTable:
             texts = []
             for c in self.cols:
                 cell = self.cells[(r, c)]
-                text = f"{self._text(cell, 3)} (n={cell.result.n})"
+                div = f", {cell.diverged} div." if cell.diverged else ""
+                text = f"{self._text(cell, 3)} (n={cell.result.n}{div})"
                 texts.append(f"[bold green]{text}[/]" if cell.significant else text)
             table.add_row(str(r), *texts)
         return table
@@ -301,14 +344,16 @@ def pvalue_table(
     opts = dict(test=test, higher_is_better=higher_is_better, confidence=confidence,
                 n_resamples=n_resamples, seed=seed, min_n=min_n)  # fmt: skip
     results: dict[tuple[Any, Any], TestResult] = {}
+    lower = not higher_is_better
     for key in ((r, c) for r in row_vals for c in col_vals):
         runs = groups.get(key, [])
         if test == "mannwhitney":
-            values = {k: [_metric(r, metric, i) for i, r in enumerate(runs) if r.get("kind") == k]
+            values = {k: [_metric(r, metric, i, lower) for i, r in enumerate(runs)
+                          if r.get("kind") == k]
                       for k in ("sparse", "dense")}  # fmt: skip
             results[key] = compare(values["sparse"], values["dense"], **opts)
             continue
-        pairs = pair_up(runs, metric, within=axes)
+        pairs = pair_up(runs, metric, within=axes, lower_is_better=lower)
         res = compare(pairs.sparse, pairs.dense, **opts)
         if pairs.unmatched_sparse or pairs.unmatched_dense:
             extra = (f"ignored {pairs.unmatched_sparse} sparse and {pairs.unmatched_dense} "
@@ -317,7 +362,8 @@ def pvalue_table(
         results[key] = res
     adjusted = correct([res.p_value for res in results.values()], correction)
     cells = {
-        key: PValueCell(key[0], key[1], res, p, not math.isnan(p) and p <= alpha)
+        key: PValueCell(key[0], key[1], res, p, not math.isnan(p) and p <= alpha,
+                        *_diverged_counts(groups.get(key, [])))
         for (key, res), p in zip(results.items(), adjusted, strict=True)
     }
     return PValueTable(
@@ -325,6 +371,12 @@ def pvalue_table(
         alpha=alpha, higher_is_better=higher_is_better, rows=row_vals, cols=col_vals,
         cells=cells, axes=tuple(axes),
     )  # fmt: skip
+
+
+def _diverged_counts(runs: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+    """(sparse, dense) diverged runs among a cell's finished runs."""
+    return (sum(r.get("kind") == "sparse" and is_diverged(r) for r in runs),
+            sum(r.get("kind") == "dense" and is_diverged(r) for r in runs))
 
 
 def default_axes(axes: Sequence[str], n_values: Mapping[str, int]) -> tuple[str, str]:

@@ -19,6 +19,14 @@ study_app = typer.Typer(help="Factorial SC-SDC studies: plan, run, inspect, test
 ALPHA = typer.Option(0.05, "--alpha", help="Significance level (bold when p ≤ alpha).")
 
 
+def _check_metric(metric: str) -> None:
+    """Refuse a metric that is no per-run number of the export (before any work is done)."""
+    from sparseflow.report.data import METRICS
+
+    if metric not in METRICS:
+        raise ConfigError(f"unknown --metric {metric!r}; metrics: {', '.join(METRICS)}")
+
+
 def _spec_and_plan(spec_path: Path) -> Any:
     from sparseflow.studies import expand, load_spec
 
@@ -71,6 +79,7 @@ def run_cmd(
     from sparseflow.studies import run_study
 
     console = Console()
+    _check_metric(metric)
     plan = _spec_and_plan(spec)
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
@@ -174,6 +183,7 @@ def tests_cmd(
     """H1 sparse > dense per cell, pairs matched by (dense width, seed) — the paper's table."""
     from sparseflow.analysis.stats import CORRECTIONS, TESTS
 
+    _check_metric(metric)
     if test not in TESTS:
         raise ConfigError(f"--test must be one of {', '.join(TESTS)}, not {test!r}")
     if correction not in CORRECTIONS:

@@ -19,7 +19,7 @@ from sparseflow.report.errors import ReportError
 from sparseflow.report.palette import value_colors
 from sparseflow.report.series import FigureData, curves_figure, metric_axis, width_figure
 from sparseflow.store import StoreError, StudyStore
-from sparseflow.utils.atomic import atomic_write_bytes
+from sparseflow.utils.atomic import atomic_write_bytes, write_output
 
 REPORT_DIR = "report"
 HTML_NAME = "report.html"
@@ -132,5 +132,9 @@ def build_report(directory: str | Path, *, out: str | Path | None = None,
     text = html.page(f"sparseflow study report: {study.name}", d.summary_items(study, table),
                      sections, failed)
     target = Path(out) if out is not None else report_dir / HTML_NAME
-    atomic_write_bytes(target, text.encode("utf-8"))
+    try:  # a special file (/dev/null) is written through, never replaced
+        write_output(target, text.encode("utf-8"))
+    except OSError as exc:
+        raise ReportError(f"cannot write {exc.filename or target}: {exc.strerror or exc}; "
+                          "name another --out file") from exc
     return ReportFiles(target, tuple(written))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sparseflow.analysis import PValueTable
-from sparseflow.analysis.tables import default_axes
+from sparseflow.analysis.tables import default_axes, is_diverged
 from sparseflow.report.errors import ReportError
 from sparseflow.store import StoreError, StudyStore
 from sparseflow.store.export import RESULTS
@@ -24,8 +24,8 @@ from sparseflow.utils.fmt import human_duration
 #: Export columns a report can compare (numbers per run; counts and flags are left out).
 METRICS: tuple[str, ...] = tuple(
     k for k in RESULTS
-    if k not in ("epochs", "best_epoch", "stopped_early", "density", "active_weights",
-                 "gradflow_points")
+    if k not in ("epochs", "best_epoch", "stopped_early", "diverged", "density",
+                 "active_weights", "gradflow_points")
 )  # fmt: skip
 #: Keys that are no swept axis but may still be a table's rows or columns (as `study tests`).
 PLAIN_KEYS: tuple[str, ...] = ("dense_width", "seed")
@@ -217,6 +217,13 @@ def _versions(summaries: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(f"{pkg} {' / '.join(vers)}" for pkg, vers in seen.items()) or "unknown"
 
 
+def _diverged(done: list[dict[str, Any]]) -> str:
+    """How many finished runs diverged, by kind (each p-value cell counts its own)."""
+    n = {k: sum(r.get("kind") == k and is_diverged(r) for r in done) for k in ("sparse", "dense")}
+    return (f"{n['sparse']} sparse and {n['dense']} dense finished run(s) diverged (a non-finite "
+            "training loss; ranked as the worst loss in loss tests)")
+
+
 def summary_items(study: StudyData, table: PValueTable) -> list[tuple[str, str]]:
     """(label, text) lines of the report's summary."""
     c = study.counts
@@ -233,6 +240,7 @@ def summary_items(study: StudyData, table: PValueTable) -> list[tuple[str, str]]
         ("study", study.name),
         ("runs", f"{sum(c.values())} in the plan: {c['finished']} finished, {c['failed']} failed, "
                  f"{c['running']} running, {c['planned']} not started"),
+        ("diverged", _diverged(done)),
         ("training time", f"{human_duration(total)} in total, {human_duration(mean)} per "
                           "finished run (mean)"),
         ("dataset", _datasets(study.summaries)),

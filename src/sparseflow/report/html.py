@@ -15,7 +15,7 @@ from html import escape
 
 from sparseflow._version import __version__
 from sparseflow.analysis import CorrelationTable, PValueCell, PValueTable
-from sparseflow.analysis.tables import cell_text
+from sparseflow.analysis.tables import cell_text, diverged_text
 from sparseflow.report.data import label
 
 _CSS = """
@@ -81,15 +81,17 @@ def pvalue_html(table: PValueTable) -> str:
             text = escape(pvalue_text(cell))
             css = "sig" if cell.significant else ("na" if math.isnan(cell.p_adjusted) else "")
             shown = f"<b>{text}</b>" if cell.significant else text
+            div = f", {cell.diverged} div." if cell.diverged else ""
             tds.append(f'<td class="{css}" title="{escape(_pvalue_tooltip(cell))}">{shown}'
-                       f'<span class="n">n={cell.result.n}</span></td>')
+                       f'<span class="n">n={cell.result.n}{escape(div)}</span></td>')
         lines.append(f'<tr><th class="key">{escape(label(r))}</th>{"".join(tds)}</tr>')
     lines.append("</table>")
     lines.append(f'<p class="caption">{escape(table.caption())} Hover a cell for the means, '
                  "the mean difference with its bootstrap CI and the effect size.</p>")
-    notes = [f"{label(c.row)} / {label(c.col)}: {c.result.note}"
+    notes = [f"{label(c.row)} / {label(c.col)}: "
+             + "; ".join(x for x in (c.result.note, diverged_text(c)) if x)
              for c in (table.cell(r, k) for r in table.rows for k in table.cols)
-             if c.result.note]
+             if c.result.note or c.diverged]
     if notes:
         lines.append('<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in notes)
                      + "</ul>")

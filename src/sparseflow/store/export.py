@@ -18,7 +18,7 @@ from typing import Any
 
 from sparseflow.store.errors import StoreError
 from sparseflow.store.records import RunRecord
-from sparseflow.utils.atomic import atomic_write_bytes
+from sparseflow.utils.atomic import json_safe, write_output
 
 COLUMN_DOCS: dict[str, str] = {
     "run_id": "config id of the run (hash of its canonical config; run_id in summary.json)",
@@ -45,9 +45,11 @@ COLUMN_DOCS: dict[str, str] = {
     "epochs": "epochs trained (fewer than the cap after early stopping)",
     "best_epoch": "epoch whose weights were kept (early stopping), else the last",
     "stopped_early": "whether early stopping ended the run",
+    "diverged": "whether the run diverged (a non-finite training loss; false otherwise)",
     "density": "fraction of prunable weights active (1.0 for dense runs)",
     "active_weights": "number of active prunable weights (empty for dense runs)",
-    "gradflow_points": "number of gradient-flow probe points the averages use",
+    "gradflow_points": "number of gradient-flow probe points reached (the averages skip "
+                       "non-finite ones)",
     "duration_s": "training wall-clock seconds (summed over resumed parts)",
     "error": "the failure message of a failed run",
 }
@@ -55,8 +57,8 @@ IDENTITY: tuple[str, ...] = ("run_id", "run_key", "kind", "sparse_width", "dense
 RESULTS: tuple[str, ...] = (
     "test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_accuracy", "train_loss",
     "egf1", "egf2", "gf1", "gf2", "gf1_masked", "gf2_masked", "egf1_per_weight",
-    "egf2_per_weight", "epochs", "best_epoch", "stopped_early", "density", "active_weights",
-    "gradflow_points",
+    "egf2_per_weight", "epochs", "best_epoch", "stopped_early", "diverged", "density",
+    "active_weights", "gradflow_points",
 )
 TAIL: tuple[str, ...] = ("duration_s", "error")
 FIXED = frozenset((*IDENTITY, "status", *RESULTS, *TAIL))
@@ -65,8 +67,9 @@ FORMATS: tuple[str, ...] = ("csv", "parquet")
 # Arrow types of the fixed columns, so an export with no finished run keeps its dtypes.
 _INT = {"sparse_width", "dense_width", "seed", "epochs", "best_epoch", "active_weights",
         "gradflow_points"}
-_BOOL = {"stopped_early"}
+_BOOL = {"stopped_early", "diverged"}
 _STR = {"run_id", "run_key", "kind", "status", "error"}
+_FLOATLESS = _INT | _BOOL | _STR
 
 
 def axis_columns(records: Iterable[RunRecord]) -> list[str]:
@@ -89,6 +92,7 @@ def result_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
         row.update({axis: r.cell.get(axis) for axis in axes})
         row["status"] = r.status
         row.update({key: summary.get(key) for key in RESULTS})
+        row["diverged"] = bool(summary.get("diverged", False))
         row["duration_s"] = r.duration_s
         row["error"] = r.error
         rows.append(row)
@@ -102,23 +106,47 @@ def result_columns(records: Sequence[RunRecord]) -> list[str]:
 
 def write_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: str | Path,
                fmt: str) -> Path:
-    """Write ``rows`` to ``path`` as ``fmt`` ('csv' or 'parquet'), atomically."""
+    """Write ``rows`` to ``path`` as ``fmt`` ('csv' or 'parquet'): atomically, or through to
+    a special file such as ``/dev/null`` (see :func:`sparseflow.utils.atomic.write_output`).
+
+    Raises:
+        StoreError: an unknown format, or a failed write (naming the path and the reason).
+    """
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise StoreError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
     data = _csv_bytes(rows, columns) if fmt == "csv" else _parquet_bytes(rows, columns)
-    dest = Path(path)
-    atomic_write_bytes(dest, data)
-    return dest
+    try:
+        return write_output(path, data)
+    except OSError as exc:
+        raise StoreError(f"cannot write {exc.filename or path}: {exc.strerror or exc}") from exc
+
+
+#: A text cell starting with one of these is a formula to a spreadsheet (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _cell_text(value: Any) -> Any:
-    """A value as the csv module should see it: None → empty, structures → JSON."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    """A value as the csv module should see it: None → empty, a non-finite float → "inf",
+    "-inf" or "nan", structures → JSON, text that a spreadsheet would run as a formula → the
+    same text after a ``'`` (numbers, also negative ones, are written as they are)."""
+    if value is None:
         return ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return json_safe(value)
     if isinstance(value, dict | list | tuple):
-        return json.dumps(value, sort_keys=True)
+        value = json.dumps(json_safe(value), sort_keys=True)
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _numeric(value):
+        return "'" + value
     return value
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _csv_bytes(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> bytes:
@@ -131,8 +159,13 @@ def _csv_bytes(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> bytes:
 
 
 def _coerce(column: str, value: Any) -> Any:
-    """A fixed column's value in its Arrow type (ints stored as 3.0 become 3)."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    """A fixed column's value in its Arrow type (ints stored as 3.0 become 3); a float column
+    keeps inf and NaN (Arrow holds them), an int column has none (null)."""
+    if value is None:
+        return None
+    if isinstance(value, float) and not math.isfinite(value) and column not in _FLOATLESS:
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if column in _STR:
         return str(value)

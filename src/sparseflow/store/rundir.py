@@ -7,12 +7,12 @@ presence means the run finished and the series beside it are complete. Reading t
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sparseflow.store.errors import StoreError
+from sparseflow.utils.atomic import read_json
 
 SUMMARY, METRICS, GRADFLOW = "summary.json", "metrics.json", "gradflow.json"
 
@@ -43,7 +43,7 @@ def read_run_outputs(run_dir: str | Path) -> RunOutputs | None:
 
 def _load(path: Path, kind: type) -> Any:
     try:
-        value = json.loads(path.read_text())
+        value = read_json(path)
     except (OSError, ValueError) as exc:
         raise StoreError(f"cannot read {path} ({exc}); remove the run directory to rerun it") \
             from exc

@@ -21,6 +21,7 @@ from typing import Any
 
 from sparseflow.store import export as _export
 from sparseflow.store.codec import dumps as _dumps
+from sparseflow.store.codec import loads as _loads
 from sparseflow.store.codec import now as _now
 from sparseflow.store.codec import number as _number
 from sparseflow.store.errors import StoreError, StudyMismatchError
@@ -262,7 +263,7 @@ class StudyStore:
         values = dict(zip(_RECORD_COLUMNS, row, strict=True))
         for key in ("cell", "config"):
             values[key] = json.loads(values[key])
-        values["summary"] = None if values["summary"] is None else json.loads(values["summary"])
+        values["summary"] = None if values["summary"] is None else _loads(values["summary"])
         return RunRecord(**values)
 
     def counts(self) -> dict[str, int]:
@@ -277,7 +278,7 @@ class StudyStore:
             self._status(c, run_key)
             rows = c.execute("SELECT data FROM metrics WHERE run_key = ? ORDER BY idx",
                              (run_key,)).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return [_loads(r[0]) for r in rows]
 
     def gradflow(self, run_key: str) -> list[dict[str, Any]]:
         """The gradient-flow series of a run: ``epoch, step``, the measures, ``per_layer``."""
@@ -285,7 +286,7 @@ class StudyStore:
             self._status(c, run_key)
             rows = c.execute("SELECT epoch, step, measures, per_layer FROM gradflow "
                              "WHERE run_key = ? ORDER BY idx", (run_key,)).fetchall()
-        return [{"epoch": e, "step": s, **json.loads(m), "per_layer": json.loads(p)}
+        return [{"epoch": e, "step": s, **_loads(m), "per_layer": _loads(p)}
                 for e, s, m, p in rows]
 
     def results(self) -> list[dict[str, Any]]:

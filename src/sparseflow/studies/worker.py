@@ -7,7 +7,6 @@ last checkpoint next time.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -15,6 +14,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sparseflow.utils.atomic import read_json
 
 #: Loaded datasets of this worker process, by data config (runs of a study share datasets).
 _DATA_CACHE: dict[str, Any] = {}
@@ -61,7 +62,7 @@ def _data(cfg: Any) -> Any:
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else []
+    return read_json(path) if path.is_file() else []
 
 
 def _outcome(run_key: str, result: Any) -> Outcome:

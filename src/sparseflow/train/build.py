@@ -17,6 +17,7 @@ from sparseflow.registry import MODELS
 from sparseflow.scsdc import apply_init_policy, same_capacity_counts
 from sparseflow.sparsity import Mask, MaskEnforcer, draw_mask, layer_counts, prunable_parameters
 from sparseflow.train.callbacks import EarlyStopping, LRSchedule
+from sparseflow.train.divergence import StopOnDivergence
 from sparseflow.train.probe import GradFlowProbe
 from sparseflow.train.seeding import make_generators
 from sparseflow.train.state import TrainState
@@ -149,6 +150,7 @@ def build_run(cfg: ExperimentConfig, data: DataBundle | None = None) -> Built:
     early = EarlyStopping(cfg.train.early_stopping) if cfg.train.early_stopping.enabled else None
     if early is not None:
         hooks.append(early)
+    hooks.append(StopOnDivergence())  # after early stopping: its stop reason wins
     n = len(data.train)
     bs = cfg.train.batch_size
     steps = n // bs if cfg.train.drop_last else -(-n // bs)

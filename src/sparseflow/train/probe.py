@@ -156,7 +156,9 @@ class GradFlowProbe(Hook):
 
     def summarize(self, state: TrainState) -> dict[str, Any]:
         """Run averages of every measure ("average EGF") over the points reached, or, with
-        early stopping, over ``points`` of them evenly spread over the epochs trained."""
+        early stopping, over ``points`` of them evenly spread over the epochs trained; a
+        measure's non-finite points (a diverged run's) are left out, so it averages up to
+        divergence."""
         points = self.series(state)
         if self.adaptive:
             keep = set(select_points([p["epoch"] for p in points], state.epoch, self.cfg.points))
@@ -164,6 +166,6 @@ class GradFlowProbe(Hook):
         out: dict[str, Any] = {"gradflow_points": len(points),
                                "gradflow_epochs": [p["epoch"] for p in points]}
         for key in MEASURES:
-            values = [p[key] for p in points]
+            values = [p[key] for p in points if math.isfinite(p[key])]
             out[key] = math.fsum(values) / len(values) if values else math.nan
         return out

@@ -14,6 +14,7 @@ Run directory layout (``<root>/<config id>-s<seed>/``):
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 import warnings
@@ -32,10 +33,11 @@ from sparseflow.errors import ConfigError, RunError
 from sparseflow.sparsity import Mask
 from sparseflow.train.build import Built, build_run
 from sparseflow.train.determinism import pinned_threads, reproducibility
+from sparseflow.train.divergence import STOP_REASON
 from sparseflow.train.hooks import stateful
 from sparseflow.train.loop import evaluate, fit
 from sparseflow.train.seeding import generator_states, load_generator_states
-from sparseflow.utils.atomic import atomic_torch_save, atomic_write_json
+from sparseflow.utils.atomic import atomic_torch_save, atomic_write_json, read_json
 
 CONFIG, MASK, CHECKPOINT, METRICS, GRADFLOW, FINAL, SUMMARY = (
     "config.json", "mask.pt", "checkpoint.pt", "metrics.json", "gradflow.json", "final.pt",
@@ -63,7 +65,7 @@ def is_finished(run_dir: Path) -> bool:
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
     """The summary of a finished run."""
-    return json.loads((run_dir / SUMMARY).read_text())
+    return read_json(run_dir / SUMMARY)
 
 
 def _check_same_config(run_dir: Path, cfg: ExperimentConfig) -> None:
@@ -128,7 +130,13 @@ def summary_record(cfg: ExperimentConfig, *, final: dict[str, float], epochs: in
                    stopped: bool, stop_reason: str, best_epoch: int, seconds: float,
                    resumed: bool, params_total: int, mask: Mask | None, data: DataBundle,
                    extra: dict[str, Any]) -> dict[str, Any]:
-    """The content of ``summary.json`` (shared by single and vectorized runs)."""
+    """The content of ``summary.json`` (shared by single and vectorized runs).
+
+    ``diverged`` (see :mod:`sparseflow.train.divergence`): ``extra["diverged"]`` (from the
+    series) or a non-finite final training loss.
+    """
+    loss = final.get("train_loss")
+    diverged = bool(extra.get("diverged")) or (loss is not None and not math.isfinite(loss))
     return {
         "run_id": config_id(cfg),
         "seed": cfg.seed,
@@ -139,8 +147,9 @@ def summary_record(cfg: ExperimentConfig, *, final: dict[str, float], epochs: in
         **final,
         "epochs": epochs,
         "steps": steps,
-        "stopped_early": stopped,
+        "stopped_early": stopped and not stop_reason.startswith(STOP_REASON),
         "stop_reason": stop_reason,
+        "diverged": diverged,
         "best_epoch": best_epoch,
         "duration_s": seconds,
         "resumed": resumed,
@@ -153,7 +162,7 @@ def summary_record(cfg: ExperimentConfig, *, final: dict[str, float], epochs: in
         "versions": {"sparseflow": __version__, "torch": torch.__version__,
                      "python": platform.python_version()},
         "reproducibility": reproducibility(cfg.train.threads, str(data.train.x.device)),
-    } | extra
+    } | {k: v for k, v in extra.items() if k != "diverged"}
 
 
 def _summary(cfg: ExperimentConfig, built: Built, seconds: float,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -45,10 +46,48 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     _atomic(path, lambda fh: fh.write(data))
 
 
+#: How a non-finite float is spelled in our JSON files (JSON itself has no inf or NaN).
+NONFINITE_TEXT: dict[str, float] = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def _nonfinite_text(value: float) -> str:
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def write_output(path: str | Path, data: bytes) -> Path:
+    """Write a user-named output file (``--out``): atomically when ``path`` is new or a
+    regular file; written through (never replaced) when it is a character device or a FIFO
+    (``/dev/null``, a pipe); refused when it is anything else (a directory, a block device, a
+    socket). Raises :class:`OSError` with the path when the write fails (``/dev/full``: no
+    space) and :class:`IsADirectoryError`/:class:`FileExistsError` for a refused target.
+    """
+    dest = Path(path)
+    try:
+        mode = os.stat(dest).st_mode
+    except FileNotFoundError:
+        mode = None
+    try:
+        if mode is None or stat.S_ISREG(mode):
+            atomic_write_bytes(dest, data)
+            return dest
+        if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+            with open(dest, "wb") as fh:  # a special file is written to, not renamed over
+                fh.write(data)
+                fh.flush()
+            return dest
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(dest)) from exc
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(21, "is a directory; name a file", str(dest))
+    raise FileExistsError(17, "exists and is neither a regular file, a character device "
+                          "nor a FIFO; name another file", str(dest))
+
+
 def json_safe(obj: Any) -> Any:
-    """Replace non-finite floats (a diverged loss) by None so the JSON stays standard."""
+    """Spell non-finite floats (a diverged loss) as the strings "inf", "-inf", "nan" so the
+    JSON stays standard and the value survives; :func:`json_decode` turns them back."""
     if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
+        return obj if math.isfinite(obj) else _nonfinite_text(obj)
     if isinstance(obj, dict):
         return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -56,8 +95,36 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def json_decode(obj: Any) -> Any:
+    """The inverse of :func:`json_safe`: a value that is exactly "inf", "-inf" or "nan" becomes
+    that float (keys and every other string stay as they are)."""
+    if isinstance(obj, str):
+        return NONFINITE_TEXT.get(obj, obj)
+    if isinstance(obj, dict):
+        return {k: json_decode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_decode(v) for v in obj]
+    return obj
+
+
+def json_loads(text: str | bytes) -> Any:
+    """Parse JSON written by :func:`atomic_write_json` (or the store), non-finite floats
+    decoded. A bare ``NaN``/``Infinity`` token (not standard JSON) is refused."""
+    return json_decode(json.loads(text, parse_constant=_refuse_constant))
+
+
+def _refuse_constant(token: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {token}")
+
+
+def read_json(path: str | Path) -> Any:
+    """:func:`json_loads` of a file's text."""
+    return json_loads(Path(path).read_bytes())
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically; NaN/inf become null (see :func:`json_safe`)."""
+    """Write ``obj`` as indented JSON atomically; NaN/inf are spelled as text (see
+    :func:`json_safe`) and read back by :func:`read_json`."""
     text = json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n"
     atomic_write_bytes(path, text.encode())
 

@@ -26,6 +26,7 @@ from sparseflow.gradflow.measures import trainable_parameters
 from sparseflow.optim import decay_targets
 from sparseflow.train.build import Built, build_run
 from sparseflow.train.determinism import pinned_threads
+from sparseflow.train.divergence import diverged
 from sparseflow.train.probe import GradFlowProbe
 from sparseflow.train.run import (
     CHECKPOINT,
@@ -156,7 +157,8 @@ def _finish(state: GroupState, k: int, cfg: ExperimentConfig, b: Built, data: Da
         best_epoch=e.best_epoch if es.enabled else state.epochs_done[k],
         seconds=state.seconds / state.k, resumed=resumed,
         params_total=sum(p.numel() for p in b.state.model.parameters()), mask=b.mask,
-        data=data, extra={**extra, "vectorized_group": state.k})
+        data=data, extra={**extra, "diverged": diverged(state.history[k]),
+                          "vectorized_group": state.k})
     atomic_write_json(run_dir / SUMMARY, summary)
     (run_dir / CHECKPOINT).unlink(missing_ok=True)  # a stale single-run checkpoint
     return RunResult(run_dir, "finished", summary)

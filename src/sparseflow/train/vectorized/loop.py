@@ -22,6 +22,8 @@ from torch import Tensor
 from sparseflow.data import DataBundle, Split, epoch_batches
 from sparseflow.gradflow import MEASURES, gradient_flow
 from sparseflow.optim import lr_factor
+from sparseflow.train.divergence import diverged_epoch
+from sparseflow.train.divergence import stop_reason as divergence_reason
 from sparseflow.train.probe import on_probe_grid, probe_epochs
 from sparseflow.train.vectorized.functional import mlp_forward
 from sparseflow.train.vectorized.state import GroupState
@@ -188,11 +190,12 @@ def fit(state: GroupState, data: DataBundle, *, decay_names: list[str],
             record_probe(state, results, state.epoch, trained)
         if es.enabled:
             _early_stopping(state, trained, [val[k][0] for k in range(state.k)])
-            if probe_fn and results is None:  # as GradFlowProbe.end: the stop epoch
-                ended = [k for k in trained
-                         if not bool(state.active[k]) or state.epoch >= state.epochs]
-                if ended:
-                    record_probe(state, probe_fn(state), state.epoch, ended)
+        _stop_diverged(state, trained)
+        if probe_fn and es.enabled and results is None:  # as GradFlowProbe.end: the stop epoch
+            ended = [k for k in trained
+                     if not bool(state.active[k]) or state.epoch >= state.epochs]
+            if ended:
+                record_probe(state, probe_fn(state), state.epoch, ended)
         state.seconds += time.perf_counter() - t0
         on_epoch(state)
 
@@ -220,3 +223,12 @@ def _early_stopping(state: GroupState, trained: list[int], val_loss: list[float]
                 state.active[k] = False
                 state.stop_reason[k] = (f"early stop: no val_loss improvement for "
                                         f"{es.patience} epochs")
+
+
+def _stop_diverged(state: GroupState, trained: list[int]) -> None:
+    """Per member, what the StopOnDivergence hook does for a single run (after early stopping:
+    its stop reason wins)."""
+    for k in trained:
+        if diverged_epoch(state.history[k][-1]):
+            state.active[k] = False
+            state.stop_reason[k] = divergence_reason(state.history[k][-1])
