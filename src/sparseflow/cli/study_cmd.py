@@ -82,7 +82,8 @@ def run_cmd(
                             vectorize=vectorize, max_group=max_group, executor=executor,
                             address=address, on_start=progress.start,
                             on_outcome=progress.advance, rebuild=rebuild,
-                            on_note=lambda line: console.print(f"[yellow]{line}[/]"))
+                            on_note=lambda line: console.print(line, style="yellow", markup=False,
+                                                              soft_wrap=True))
     finally:
         progress.stop()
     console.print(f"{outcome.finished} runs finished, {outcome.failed} failed, "
@@ -114,7 +115,7 @@ def status_cmd(directory: Path = typer.Argument(..., help="Study directory.")) -
             console.print(f"[red]failed[/] {rec.run_key} {rec.cell}: {rec.error}")
         damaged = store.damaged_runs()
         for key, problem in damaged[:20]:
-            console.print(f"[red]damaged[/] {key}: {problem}")
+            console.print(f"[red]damaged[/] {key}: {problem}", soft_wrap=True)
         if damaged:
             console.print(f"{len(damaged)} finished runs need training again; `sparseflow study "
                           f"run SPEC --dir {directory}` does it")
