@@ -32,11 +32,11 @@ def planned(i: int, seed: int = 0, kind: str = "sparse", **cell: Any) -> Planned
 
 def outputs(epochs: int = 3, points: int = 2, tag: int = 0) -> tuple[dict, list, list]:
     """(summary, metrics, gradflow) shaped like a run directory's files."""
-    summary = {"run_id": "c0", "test_accuracy": 0.75, "test_loss": 0.5, "val_accuracy": 0.7,
-               "val_loss": 0.6, "train_loss": 0.4, "train_accuracy": 0.8, "egf1": 1.0,
-               "egf2": 0.5, "gf1": 2.0, "gf2": 1.5, "gf1_masked": 1.2, "gf2_masked": 0.9,
-               "egf1_per_weight": 0.01, "egf2_per_weight": 0.02, "epochs": epochs,
-               "duration_s": 2.5, "tag": tag}
+    summary = {"run_id": "c0", "seed": 0, "test_accuracy": 0.75, "test_loss": 0.5,
+               "val_accuracy": 0.7, "val_loss": 0.6, "train_loss": 0.4, "train_accuracy": 0.8,
+               "egf1": 1.0, "egf2": 0.5, "gf1": 2.0, "gf2": 1.5, "gf1_masked": 1.2,
+               "gf2_masked": 0.9, "egf1_per_weight": 0.01, "egf2_per_weight": 0.02,
+               "epochs": epochs, "duration_s": 2.5, "tag": tag}
     metrics = [{"epoch": e + 1, "train_loss": 1.0 / (e + 1), "test_accuracy": 0.1 * e,
                 "tag": tag} for e in range(epochs)]
     flow = [{"epoch": p, "step": 10 * p, "gf2": 1.0 + p, "egf2": 0.5 + p, "tag": tag,
@@ -78,7 +78,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
 def test_garbage_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "study.sqlite").write_bytes(b"not a database at all, really" * 100)
-    with pytest.raises(StoreError, match="not a readable study store"):
+    with pytest.raises(StoreError, match="is corrupt .*--rebuild"):
         StudyStore(tmp_path)
 
 

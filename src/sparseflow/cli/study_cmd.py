@@ -73,6 +73,8 @@ def run_cmd(
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (ray "
                                        "executor; default: RAY_ADDRESS or a local cluster)."),
     metric: str = typer.Option("test_accuracy", help="Metric of the final p-value table."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Move a damaged DIR/study.sqlite "
+                                 "aside and rebuild it from the run directories."),
 ) -> None:
     """Run (or resume) a study, then print its p-value table."""
     from sparseflow.cli.study_progress import StudyProgress
@@ -88,7 +90,9 @@ def run_cmd(
         outcome = run_study(plan, directory, jobs=jobs, fail_fast=fail_fast,
                             vectorize=vectorize, max_group=max_group, executor=executor,
                             address=address, on_start=progress.start,
-                            on_outcome=progress.advance)
+                            on_outcome=progress.advance, rebuild=rebuild,
+                            on_note=lambda line: console.print(line, style="yellow", markup=False,
+                                                              soft_wrap=True))
     finally:
         progress.stop()
     console.print(f"{outcome.finished} runs finished, {outcome.failed} failed, "
@@ -105,7 +109,7 @@ def status_cmd(directory: Path = typer.Argument(..., help="Study directory.")) -
     from sparseflow.store import StudyStore
 
     console = Console()
-    with StudyStore(directory, create=False) as store:
+    with StudyStore(directory, readonly=True) as store:
         info = store.study_info() or {}
         counts = store.counts()
         total = sum(counts.values())
@@ -118,6 +122,12 @@ def status_cmd(directory: Path = typer.Argument(..., help="Study directory.")) -
         console.print(table)
         for rec in store.runs("failed")[:20]:
             console.print(f"[red]failed[/] {rec.run_key} {rec.cell}: {rec.error}")
+        damaged = store.damaged_runs()
+        for key, problem in damaged[:20]:
+            console.print(f"[red]damaged[/] {key}: {problem}", soft_wrap=True)
+        if damaged:
+            console.print(f"{len(damaged)} finished runs need training again; `sparseflow study "
+                          f"run SPEC --dir {directory}` does it")
 
 
 @study_app.command("export")
@@ -131,7 +141,7 @@ def export_cmd(
 
     if fmt not in ("csv", "parquet"):
         raise ConfigError(f"--format must be csv or parquet, not {fmt!r}")
-    with StudyStore(directory, create=False) as store:
+    with StudyStore(directory, readonly=True) as store:
         path = store.export(out or directory / f"results.{fmt}", fmt)
     Console().print(f"wrote {path}")
 
@@ -139,7 +149,7 @@ def export_cmd(
 def _axes(directory: Path) -> tuple[list[str], list[dict[str, Any]]]:
     from sparseflow.store import StudyStore
 
-    with StudyStore(directory, create=False) as store:
+    with StudyStore(directory, readonly=True) as store:
         spec = (store.study_info() or {}).get("spec", {})
         return [*spec.get("axes", {}), "variant"], store.results()
 

@@ -51,7 +51,7 @@ def _curve_runs(study: d.StudyData, cell: dict[str, Any]
     width = max(int(r["dense_width"]) for r in runs)
     chosen = [r for r in runs if int(r["dense_width"]) == width]
     try:
-        with StudyStore(study.directory, create=False) as store:
+        with StudyStore(study.directory, readonly=True) as store:
             return width, [(r["kind"], {"metrics": store.metrics(r["run_key"]),
                                         "gradflow": store.gradflow(r["run_key"])})
                            for r in chosen]

@@ -93,7 +93,7 @@ def load_study(directory: str | Path) -> StudyData:
     no run has finished yet."""
     directory = Path(directory)
     try:
-        with StudyStore(directory, create=False) as store:
+        with StudyStore(directory, readonly=True) as store:
             info = store.study_info()
             rows, counts = store.results(), store.counts()
             summaries = [r.summary for r in store.runs("finished") if r.summary]

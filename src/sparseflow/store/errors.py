@@ -15,3 +15,8 @@ class StudyMismatchError(StoreError):
 
 class StudyBusyError(StoreError):
     """Another process holds the study directory's lock (a driver is already running)."""
+
+
+class StoreCorruptError(StoreError):
+    """``study.sqlite`` is damaged (SQLite reports a malformed file, or a stored value does not
+    decode); the study can be rebuilt from its run directories."""

@@ -12,6 +12,15 @@ Durability decisions (the store must survive SIGKILL, and a power cut, at any mo
 - ``foreign_keys=ON``: metric rows can only exist for a known run.
 - a busy timeout, so a reader that opens the store while the driver commits waits instead of
   failing.
+
+Readers (``study status``, ``export``, ``tests``, ``report``) open the file read-only and create
+nothing beside it: ``mode=ro`` while a ``-wal`` file exists (a driver is running, or died), else
+``immutable=1`` (a cleanly closed WAL database is whole in its main file, and an immutable open
+needs no ``-shm``), which also reads a study on a read-only file system.
+
+Damage is detected, not trusted: SQLite's corruption errors on open or on any query, a failing
+``PRAGMA quick_check`` and stored JSON that does not decode all raise
+:class:`~sparseflow.store.errors.StoreCorruptError` naming the file and the rebuild.
 """
 
 from __future__ import annotations
@@ -19,12 +28,18 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
-from sparseflow.store.errors import StoreError
+from sparseflow.store.errors import StoreCorruptError, StoreError
 
 #: The schema version this code writes; a store with a newer one is refused.
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 30.0
+#: SQLite's primary result codes for a damaged file.
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+#: (table, JSON column) pairs the integrity check decodes in SQL.
+_JSON_COLUMNS = (("study", "spec"), ("runs", "cell"), ("runs", "config"), ("runs", "summary"),
+                 ("metrics", "data"), ("gradflow", "measures"), ("gradflow", "per_layer"))
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -100,24 +115,75 @@ def _script(conn: sqlite3.Connection, sql: str) -> None:
             conn.execute(statement)
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection to ``path`` with the store's settings (see the module docstring).
 
     ``isolation_level=None``: the store issues BEGIN/COMMIT itself, so every transaction
     boundary is explicit. ``check_same_thread=False``: a driver may record from an executor's
-    callback thread; the store serializes access with its own lock.
+    callback thread; the store serializes access with its own lock. ``readonly``: never write
+    the file nor create one beside it.
     """
     try:
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                               check_same_thread=False)
+        if readonly:
+            wal = path.with_name(path.name + "-wal").exists()
+            uri = f"file:{quote(str(path.resolve()))}?mode=ro{'' if wal else '&immutable=1'}"
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                   check_same_thread=False)
+        else:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                   check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path} is not a readable study store ({exc}); "
-                         "use another --dir or restore the file") from exc
+        raise database_error(path, exc) from exc
     return conn
+
+
+def is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite reports a damaged file (not a busy, locked or read-only one)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    return not isinstance(exc, sqlite3.OperationalError)
+
+
+def corrupt(path: Path, detail: str) -> StoreCorruptError:
+    """The one-line error for a damaged store, naming the file and the rebuild."""
+    detail = " ".join(detail.split())[:160]
+    return StoreCorruptError(
+        f"{path} is corrupt ({detail}); rebuild it from the run directories with "
+        f"`sparseflow study run SPEC --dir {path.parent} --rebuild` (the damaged file is kept "
+        f"as {path.name}.corrupt-<time>)")
+
+
+def database_error(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    """A StoreError for a failed SQLite call: corruption names the rebuild."""
+    if is_corruption(exc):
+        return corrupt(path, str(exc))
+    return StoreError(f"cannot use the study store {path} ({exc})")
+
+
+def check_integrity(conn: sqlite3.Connection, path: Path) -> None:
+    """``PRAGMA quick_check`` (page structure) and a decode of every stored JSON value, both in
+    SQL (one pass over the file); raises :class:`StoreCorruptError` naming what is damaged.
+
+    Random bytes inside a row's payload pass quick_check; they show up here as JSON that no
+    longer decodes, or as a malformed record when the row is read.
+    """
+    try:
+        problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            raise corrupt(path, f"quick_check: {'; '.join(problems)}")
+        for table, column in _JSON_COLUMNS:
+            bad = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {column} IS NOT NULL AND "
+                               f"NOT json_valid({column})").fetchone()[0]
+            if bad:
+                raise corrupt(path, f"{bad} undecodable {table}.{column} value(s)")
+    except sqlite3.DatabaseError as exc:
+        raise database_error(path, exc) from exc
 
 
 def stored_version(conn: sqlite3.Connection) -> int:
@@ -157,8 +223,7 @@ def _checked(conn: sqlite3.Connection, path: Path) -> int:
     try:
         version = stored_version(conn)
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path} is not a readable study store ({exc}); "
-                         "use another --dir or restore the file") from exc
+        raise database_error(path, exc) from exc
     if version > SCHEMA_VERSION:
         raise StoreError(f"{path} has store schema version {version}, newer than this "
                          f"sparseflow supports ({SCHEMA_VERSION}); upgrade sparseflow")

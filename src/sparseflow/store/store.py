@@ -4,15 +4,18 @@ One process (the study driver) writes it; workers never touch it (they write run
 and the driver records what they produced). Every state change is one SQLite transaction, so a
 SIGKILL at any moment leaves either the state before or the state after it: a run is never
 recorded as finished without its metric rows, nor recorded twice. See ``schema.py`` for the
-journal and sync settings.
+journal and sync settings, the read-only opening of readers and the detection of damage.
+
+What a run directory says is checked before it is recorded (``rundir.py``): a summary of
+another run or seed, or a metric series shorter than its epochs, is recorded as a failure.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -26,14 +29,24 @@ from sparseflow.store.codec import now as _now
 from sparseflow.store.codec import number as _number
 from sparseflow.store.errors import StoreError, StudyMismatchError
 from sparseflow.store.records import STATUSES, PlannedRun, RunRecord
-from sparseflow.store.rundir import read_run_outputs
-from sparseflow.store.schema import connect, migrate, stored_version
+from sparseflow.store.rundir import damage, mismatch, read_run_outputs
+from sparseflow.store.schema import (
+    SCHEMA_VERSION,
+    check_integrity,
+    connect,
+    corrupt,
+    database_error,
+    migrate,
+    stored_version,
+)
 
 DB_NAME, RUNS_DIR = "study.sqlite", "runs"
 _PLAN_COLUMNS = ("run_key", "config_id", "seed", "kind", "sparse_width", "dense_width", "cell",
                  "config")
 _RECORD_COLUMNS = (*_PLAN_COLUMNS, "status", "error", "started_at", "finished_at", "duration_s",
                    "summary", "attempts")
+#: Readers check a store this large or smaller on every open; the driver checks every store.
+READER_CHECK_MAX_BYTES = 256 * 2**20
 _METRIC_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                    "test_loss", "test_accuracy", "lr", "seconds")
 
@@ -45,30 +58,46 @@ class StudyStore:
         study_dir: the study directory; ``study.sqlite`` lives in it.
         create: create the directory and the store if missing; with False a missing store
             raises :class:`StoreError`.
+        readonly: open without writing anything (implies ``create=False``); readers use it, so
+            a finished study on a read-only file system can be read and no file is created.
 
+    Opening checks the file's integrity (``schema.check_integrity``; readers skip it above
+    :data:`READER_CHECK_MAX_BYTES`) and raises :class:`StoreCorruptError` for a damaged one.
     Usable from several threads of the driver (calls are serialized), never from a process
     forked after opening it: open one store per process that needs it.
     """
 
-    def __init__(self, study_dir: str | Path, *, create: bool = True) -> None:
+    def __init__(self, study_dir: str | Path, *, create: bool = True,
+                 readonly: bool = False) -> None:
         self.study_dir = Path(study_dir)
         self.path = self.study_dir / DB_NAME
         self.runs_dir = self.study_dir / RUNS_DIR
+        self.readonly = readonly
         missing = StoreError(f"no study at {self.study_dir}; run `sparseflow study run`")
+        create = create and not readonly
         if not create and not self.path.is_file():
             raise missing
         if create:
             self.study_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._pid = os.getpid()
-        self._conn: sqlite3.Connection | None = connect(self.path)
+        self._conn: sqlite3.Connection | None = connect(self.path, readonly=self.readonly)
         try:
-            if not create and stored_version(self._conn) == 0:
-                raise missing
-            migrate(self._conn, self.path)
+            self._open(missing)
         except BaseException:
             self.close()
             raise
+
+    def _open(self, missing: StoreError) -> None:
+        conn = self._connection()
+        if not self.readonly:
+            migrate(conn, self.path)
+        else:
+            migrate_needed = _version(conn, self.path) != SCHEMA_VERSION
+            if migrate_needed:  # empty, or older: only a writer may create or migrate
+                raise missing
+        if not self.readonly or self.path.stat().st_size <= READER_CHECK_MAX_BYTES:
+            check_integrity(conn, self.path)
 
     # Transactions ----------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
@@ -85,14 +114,24 @@ class StudyStore:
         fails half-way on a busy database), DEFERRED for a consistent read snapshot."""
         with self._lock:
             conn = self._connection()
-            conn.execute(f"BEGIN {mode}")
             try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+                conn.execute(f"BEGIN {mode}")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.DatabaseError as exc:
+                raise database_error(self.path, exc) from exc
+
+    def _loads(self, text: Any, what: str) -> Any:
+        """Decode stored JSON; a value that does not decode means a damaged file."""
+        try:
+            return _loads(text)
+        except (TypeError, ValueError) as exc:
+            raise corrupt(self.path, f"undecodable {what}: {exc}") from exc
 
     def _write(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._transaction("IMMEDIATE")
@@ -136,7 +175,7 @@ class StudyStore:
                             "WHERE id = 1").fetchone()
         if row is None:
             return None
-        return {"name": row[0], "spec": json.loads(row[1]), "fingerprint": row[2],
+        return {"name": row[0], "spec": self._loads(row[1], "study spec"), "fingerprint": row[2],
                 "created_at": row[3], "updated_at": row[4]}
 
     # Planning and state changes --------------------------------------------------------------
@@ -225,18 +264,63 @@ class StudyStore:
             return c.execute("UPDATE runs SET status = 'planned', started_at = NULL, "
                              "finished_at = NULL, error = NULL WHERE status = 'failed'").rowcount
 
+    def record_outputs(self, run_key: str, summary: dict[str, Any],
+                       metrics: list[dict[str, Any]], gradflow: list[dict[str, Any]]) -> str | None:
+        """Record what a run directory holds as finished if it belongs to the planned run
+        (``rundir.mismatch``), else as failed with the reason; returns the reason or None."""
+        run = self.run(run_key)
+        if run is None:
+            raise StoreError(f"no planned run {run_key!r} in this study; plan it first")
+        problem = mismatch(run, self.runs_dir / run_key, summary, metrics)
+        if problem is None:
+            self.record_finished(run_key, summary, metrics, gradflow)
+        else:
+            self.record_failed(run_key, problem)
+        return problem
+
     def reconcile(self) -> int:
         """Record as finished every unfinished run whose run directory holds a summary.json
-        (a worker finished it but the driver died before recording); returns how many."""
+        (a worker finished it but the driver died before recording); returns how many.
+
+        A run directory that does not belong to its run, or does not read, is recorded as a
+        failure naming the file (see :meth:`record_outputs`)."""
         done = 0
         for run in self.runs():
             if run.status != "finished":
-                outputs = read_run_outputs(self.runs_dir / run.run_key)
-                if outputs is not None:
-                    self.record_finished(run.run_key, outputs.summary, outputs.metrics,
-                                         outputs.gradflow)
+                try:
+                    outputs = read_run_outputs(self.runs_dir / run.run_key)
+                except StoreError as exc:
+                    self.record_failed(run.run_key, str(exc))
+                    continue
+                if outputs is not None and self.record_outputs(
+                        run.run_key, outputs.summary, outputs.metrics, outputs.gradflow) is None:
                     done += 1
         return done
+
+    def damaged_runs(self, run_keys: Iterable[str] | None = None) -> list[tuple[str, str]]:
+        """(run_key, what is wrong) of each finished run whose run directory is gone or whose
+        ``final.pt`` does not load (``rundir.damage``); only ``run_keys`` when given."""
+        wanted = None if run_keys is None else set(run_keys)
+        found = []
+        for run in self.runs("finished"):
+            if wanted is None or run.run_key in wanted:
+                problem = damage(self.runs_dir / run.run_key)
+                if problem is not None:
+                    found.append((run.run_key, problem))
+        return found
+
+    def reopen(self, run_keys: Iterable[str]) -> int:
+        """Finished runs go back to 'planned' with their results removed (to train them
+        again); returns how many."""
+        keys = [(k,) for k in run_keys]
+        with self._write() as c:
+            for table in ("metrics", "gradflow"):
+                c.executemany(f"DELETE FROM {table} WHERE run_key = ?", keys)
+            before = c.total_changes
+            c.executemany("UPDATE runs SET status = 'planned', summary = NULL, duration_s = NULL,"
+                          " started_at = NULL, finished_at = NULL, error = NULL "
+                          "WHERE run_key = ?", keys)
+            return c.total_changes - before
 
     # Reading ---------------------------------------------------------------------------------
     def runs(self, status: str | None = None) -> list[RunRecord]:
@@ -258,13 +342,20 @@ class StudyStore:
                             (run_key,)).fetchone()
         return None if row is None else self._record(row)
 
-    @staticmethod
-    def _record(row: tuple[Any, ...]) -> RunRecord:
+    def _record(self, row: tuple[Any, ...]) -> RunRecord:
         values = dict(zip(_RECORD_COLUMNS, row, strict=True))
-        for key in ("cell", "config"):
-            values[key] = json.loads(values[key])
-        values["summary"] = None if values["summary"] is None else _loads(values["summary"])
-        return RunRecord(**values)
+        key = values["run_key"]
+        for name in ("cell", "config"):
+            values[name] = self._loads(values[name], f"{name} of run {key}")
+        if values["summary"] is not None:
+            values["summary"] = self._loads(values["summary"], f"summary of run {key}")
+        for name, kind in (("cell", dict), ("config", dict), ("summary", (dict, type(None)))):
+            if not isinstance(values[name], kind):
+                raise corrupt(self.path, f"the {name} of run {key} is not a JSON object")
+        try:
+            return RunRecord(**values)
+        except StoreError as exc:
+            raise corrupt(self.path, str(exc)) from exc
 
     def counts(self) -> dict[str, int]:
         """Status → number of runs, every status present (zeros included)."""
@@ -278,7 +369,7 @@ class StudyStore:
             self._status(c, run_key)
             rows = c.execute("SELECT data FROM metrics WHERE run_key = ? ORDER BY idx",
                              (run_key,)).fetchall()
-        return [_loads(r[0]) for r in rows]
+        return [self._loads(r[0], f"metric row of run {run_key}") for r in rows]
 
     def gradflow(self, run_key: str) -> list[dict[str, Any]]:
         """The gradient-flow series of a run: ``epoch, step``, the measures, ``per_layer``."""
@@ -286,7 +377,8 @@ class StudyStore:
             self._status(c, run_key)
             rows = c.execute("SELECT epoch, step, measures, per_layer FROM gradflow "
                              "WHERE run_key = ? ORDER BY idx", (run_key,)).fetchall()
-        return [{"epoch": e, "step": s, **_loads(m), "per_layer": _loads(p)}
+        what = f"gradient-flow point of run {run_key}"
+        return [{"epoch": e, "step": s, **self._loads(m, what), "per_layer": self._loads(p, what)}
                 for e, s, m, p in rows]
 
     def results(self) -> list[dict[str, Any]]:
@@ -316,3 +408,30 @@ class StudyStore:
 
     def __repr__(self) -> str:
         return f"StudyStore({str(self.study_dir)!r})"
+
+
+def _version(conn: sqlite3.Connection, path: Path) -> int:
+    try:
+        version = stored_version(conn)
+    except sqlite3.DatabaseError as exc:
+        raise database_error(path, exc) from exc
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path} has store schema version {version}, newer than this "
+                         f"sparseflow supports ({SCHEMA_VERSION}); upgrade sparseflow")
+    return version
+
+
+def set_aside(study_dir: str | Path) -> Path | None:
+    """Move a damaged ``study.sqlite`` (and its ``-wal``/``-shm``) aside as
+    ``study.sqlite.corrupt-<UTC time>``, so a new store can be built from the run directories;
+    returns the new name, or None when there was no store. Only under the study lock."""
+    path = Path(study_dir) / DB_NAME
+    if not path.exists():
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{DB_NAME}.corrupt-{stamp}")
+    for suffix in ("-wal", "-shm", ""):  # the main file last: its absence means "moved"
+        side = path.with_name(DB_NAME + suffix)
+        if side.exists():
+            side.rename(target.with_name(target.name + suffix))
+    return target

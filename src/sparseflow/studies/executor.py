@@ -7,14 +7,16 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparseflow.errors import ConfigError
-from sparseflow.store import StudyLock, StudyStore
+from sparseflow.store import DB_NAME, StudyLock, StudyStore
+from sparseflow.store.rundir import FINAL, SUMMARY
+from sparseflow.store.store import set_aside
 from sparseflow.studies.grouping import RunGroup, group_runs
 from sparseflow.studies.plan import Plan
 from sparseflow.studies.worker import Outcome, execute_group, init_worker
@@ -40,6 +42,7 @@ class StudyOutcome:
     failed: int
     groups: int = 0
     aborted: bool = False
+    notes: list[str] = field(default_factory=list)
 
 
 def default_jobs() -> int:
@@ -96,7 +99,8 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
               fail_fast: bool = False, vectorize: str = "auto", max_group: int = 8,
               executor: str = "local", address: str | None = None,
               on_start: Callable[[int, int], None] | None = None,
-              on_outcome: Callable[[Outcome], None] | None = None) -> StudyOutcome:
+              on_outcome: Callable[[Outcome], None] | None = None, rebuild: bool = False,
+              on_note: Callable[[str], None] | None = None) -> StudyOutcome:
     """Run every unfinished run of ``plan`` in ``study_dir``; returns what happened.
 
     Same-shape runs are trained as batched groups of at most ``max_group`` when ``vectorize``
@@ -104,6 +108,11 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
     (StudyBusyError) when another driver holds the directory, and (StudyMismatchError) when it
     holds a study with another base configuration. Failed runs are recorded with their error and
     retried on the next invocation; ``fail_fast`` stops scheduling after the first failure.
+
+    The store is rebuilt from the run directories when it is missing, or (``rebuild``) after
+    moving a damaged one aside; finished runs whose run directory is gone or whose final.pt
+    does not load are trained again. Each such event is one line given to ``on_note`` (and
+    kept in ``StudyOutcome.notes``).
     """
     if vectorize not in ("auto", "off"):
         raise ConfigError(f"--vectorize must be auto or off, not {vectorize!r}")
@@ -114,16 +123,28 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
     study_dir = Path(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
     jobs = jobs or default_jobs()
-    with StudyLock(study_dir), StudyStore(study_dir) as store:
+    notes: list[str] = []
+
+    def note(line: str) -> None:
+        notes.append(line)
+        if on_note:
+            on_note(line)
+
+    with StudyLock(study_dir), _fresh_store(study_dir, rebuild) as (store, fresh):
         store.init_study(plan.spec.name, plan.spec.model_dump(mode="json"), plan.fingerprint)
         store.add_planned(plan.runs)
         store.reset_stale()
-        store.reconcile()  # runs finished on disk after a driver died before recording them
+        # runs finished on disk after a driver died before recording them (or a lost store)
+        recorded = store.reconcile()
+        if fresh:
+            note(f"{fresh}: rebuilt it from the run directories ({recorded} finished runs "
+                 "recorded)")
+        _retrain_damaged(store, [r.run_key for r in plan.runs], note)
         status = {r.run_key: r.status for r in store.runs()}
         todo = [r for r in plan.runs if status.get(r.run_key) != "finished"]
         groups = group_runs(todo, vectorize=vectorize, max_group=max_group)
         outcome = StudyOutcome(planned=len(plan.runs), skipped=len(plan.runs) - len(todo),
-                               finished=0, failed=0, groups=len(groups))
+                               finished=0, failed=0, groups=len(groups), notes=notes)
         if on_start:
             on_start(len(plan.runs), outcome.skipped)
         runs_dir = str(study_dir / RUNS)
@@ -132,7 +153,7 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
         with contextlib.closing(iter(stream)) as stream:
             try:
                 for out in stream:
-                    _record(store, out)
+                    out = _record(store, out)
                     outcome.finished += out.ok
                     outcome.failed += not out.ok
                     if on_outcome:
@@ -145,11 +166,39 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
         return outcome
 
 
-def _record(store: StudyStore, out: Outcome) -> None:
+def _record(store: StudyStore, out: Outcome) -> Outcome:
+    """Record ``out``; a result that is not the run's own (see ``rundir.mismatch``) becomes a
+    failure, returned as such."""
     if out.ok:
-        store.record_finished(out.run_key, out.summary, out.metrics, out.gradflow)
-    else:
-        store.record_failed(out.run_key, out.error)
+        problem = store.record_outputs(out.run_key, out.summary, out.metrics, out.gradflow)
+        return out if problem is None else Outcome(out.run_key, False, error=problem)
+    store.record_failed(out.run_key, out.error)
+    return out
+
+
+@contextlib.contextmanager
+def _fresh_store(study_dir: Path, rebuild: bool) -> Iterator[tuple[StudyStore, str]]:
+    """Under the lock: move the store aside first when ``rebuild``; yields the open store and,
+    when it is new beside existing run directories (it is rebuilt from them), why."""
+    path, runs_dir, why = study_dir / DB_NAME, study_dir / RUNS, ""
+    moved = set_aside(study_dir) if rebuild else None
+    if moved is not None:
+        why = f"moved {path} aside to {moved.name}"
+    elif not path.exists() and runs_dir.is_dir() and any(runs_dir.iterdir()):
+        why = f"{path} was missing"
+    with StudyStore(study_dir) as store:
+        yield store, why
+
+
+def _retrain_damaged(store: StudyStore, run_keys: list[str], note: Callable[[str], None]) -> None:
+    """Finished runs of the plan whose directory is gone or whose final.pt does not load go
+    back to 'planned' (runs are deterministic: training them again re-creates them)."""
+    damaged = store.damaged_runs(run_keys)
+    for key, problem in damaged:
+        note(f"run {key}: {problem}; training it again")
+        for name in (SUMMARY, FINAL):  # summary.json first: without it the run is unfinished
+            (store.runs_dir / key / name).unlink(missing_ok=True)
+    store.reopen(key for key, _ in damaged)
 
 
 def _backend(groups: list[RunGroup], runs_dir: str, started: Started, executor: str,

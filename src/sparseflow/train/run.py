@@ -82,6 +82,7 @@ def save_checkpoint(run_dir: Path, built: Built) -> None:
     """Write everything a bitwise-exact resume needs, atomically."""
     st = built.state
     atomic_torch_save({
+        **_identity(built),
         "epoch": st.epoch,
         "step": st.step,
         "history": st.history,
@@ -103,8 +104,15 @@ def _write_series(run_dir: Path, st: Any) -> None:
         atomic_write_json(run_dir / GRADFLOW, st.extra["gradflow"])
 
 
+def _identity(built: Built) -> dict[str, Any]:
+    """Whose checkpoint it is: the run id and seed (checked on resume)."""
+    cfg = built.cfg
+    return {"run_id": config_id(cfg), "seed": cfg.seed} if cfg is not None else {}
+
+
 def load_checkpoint(run_dir: Path, built: Built) -> bool:
-    """Restore a checkpoint if one exists; returns whether it did."""
+    """Restore a checkpoint if one exists and is this run's (run id and seed); returns whether
+    it did. An unreadable or foreign checkpoint is removed with a warning."""
     path = run_dir / CHECKPOINT
     if not path.is_file():
         return False
@@ -113,6 +121,12 @@ def load_checkpoint(run_dir: Path, built: Built) -> bool:
     except Exception as exc:  # noqa: BLE001 - torn by an OS crash: train from the start
         warnings.warn(f"ignoring unreadable checkpoint {path} ({type(exc).__name__}); the run "
                       "starts from its first epoch", RuntimeWarning, stacklevel=2)
+        path.unlink()
+        return False
+    if built.cfg is not None and {k: ck.get(k) for k in ("run_id", "seed")} != _identity(built):
+        warnings.warn(f"ignoring {path}: it is the checkpoint of run {ck.get('run_id')} seed "
+                      f"{ck.get('seed')}, not of this run; the run starts from its first epoch",
+                      RuntimeWarning, stacklevel=2)
         path.unlink()
         return False
     st = built.state
