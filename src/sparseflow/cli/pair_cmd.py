@@ -29,7 +29,8 @@ def pair(
     _refuse_width_overrides(set_)
     cfg = load_config(config, [*set_, f"model.width={sparse_width}",
                                f"sparsity.dense_width={dense_width}"])
-    preflight(cfg, training=False)  # a bad depth, a size that cannot fit: refused before anything is built
+    # A bad depth, a size that cannot fit: refused before anything is built.
+    preflight(cfg, training=False)
     built = build_pair(cfg)
     table = pair_table(built.sparse, built.dense, built.counts, built.sparse_stds)
     data = table.to_dict()

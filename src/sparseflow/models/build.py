@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -90,14 +91,17 @@ def init_model_(model: nn.Module, init: str, generator: torch.Generator) -> None
             )
 
 
-def parameter_count(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int, *,
-                    dropout: float = 0.0) -> int:
-    """Parameters and buffers (elements) of the family ``cfg.name`` at ``cfg.width``, counted
-    on the meta device: shapes only, no memory, no random draws. Builder errors (a bad depth,
-    ...) surface here as they would in :func:`build_model`."""
+def meta_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int, *,
+               dropout: float = 0.0) -> nn.Module:
+    """The family ``cfg.name`` built on the meta device: shapes only, no memory, no random
+    draws. Builder errors (a bad depth, ...) surface here as they would in :func:`build_model`."""
     builder = MODELS.get(cfg.name)
     with torch.device("meta"):
-        model = builder(cfg, tuple(input_shape), num_classes, dropout)
+        return builder(cfg, tuple(input_shape), num_classes, dropout)
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Elements of every parameter and buffer of ``model`` (a meta model is fine)."""
     return sum(t.numel() for t in (*model.parameters(), *model.buffers()))
 
 
@@ -128,10 +132,8 @@ def available_memory() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     if not found:
-        try:
+        with contextlib.suppress(AttributeError, ValueError, OSError):
             found.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (AttributeError, ValueError, OSError):
-            pass
     cgroup = _cgroup_available()
     if cgroup is not None:
         found.append(cgroup)
