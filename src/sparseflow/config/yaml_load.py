@@ -67,6 +67,8 @@ class BoundedLoader(yaml.SafeLoader):
         # merge legitimately overrides the merged one; the same key written twice does not.
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             try:
