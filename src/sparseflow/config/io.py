@@ -163,6 +163,8 @@ def _one_message(err: dict[str, Any], model: type[BaseModel]) -> str:
     if tuple_msg:
         return tuple_msg
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "finite_number":
+        msg = "inf and nan are not allowed; write a finite number"
     # Our own validators already say what is valid; pydantic's generic messages get the help.
     help_ = "" if err["type"] == "value_error" else _field_help(model, loc)
     return f"invalid {key} = {err.get('input')!r}: {msg}" + (f" ({key}: {help_})" if help_ else "")
