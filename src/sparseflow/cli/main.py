@@ -10,7 +10,7 @@ import sys
 import typer
 from typer.exceptions import TyperException
 
-from sparseflow.errors import SparseflowError
+from sparseflow.errors import SparseflowError, os_error_message
 
 app = typer.Typer(
     name="sparseflow",
@@ -51,12 +51,20 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
+def fail_os(exc: OSError) -> None:
+    """An OS error (read-only disk, a file where a folder should be, ...) as one line, exit 2:
+    the cause is the machine's state or a path the user gave, not a bug."""
+    fail(os_error_message(exc))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; input errors exit 2 with one line, Ctrl-C exits 130."""
     try:
         app(args=argv, standalone_mode=False)
     except SparseflowError as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail_os(exc)
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except typer.Abort:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sparseflow.config import load_config
+from sparseflow.errors import ConfigError
 
 
 def pair(
@@ -23,9 +24,13 @@ def pair(
     """Per-layer shapes, active counts, densities and init std of an SC-SDC pair, and totals."""
     from sparseflow.scsdc import pair_table
     from sparseflow.train.pairing import build_pair
+    from sparseflow.train.preflight import preflight
 
+    _refuse_width_overrides(set_)
     cfg = load_config(config, [*set_, f"model.width={sparse_width}",
                                f"sparsity.dense_width={dense_width}"])
+    # A bad depth, a size that cannot fit: refused before anything is built.
+    preflight(cfg, training=False)
     built = build_pair(cfg)
     table = pair_table(built.sparse, built.dense, built.counts, built.sparse_stds)
     data = table.to_dict()
@@ -37,6 +42,19 @@ def pair(
     console = Console()
     console.width = max(console.width, 132)  # the 9-column table must not wrap
     _print(console, table, cfg, built.dense_stds, sparse_width, dense_width)
+
+
+#: Keys the width options set; a --set of one of them would be silently replaced.
+_WIDTH_KEYS = {"model.width": "--sparse-width", "sparsity.dense_width": "--dense-width"}
+
+
+def _refuse_width_overrides(items: list[str]) -> None:
+    """ConfigError for ``--set model.width=…`` / ``--set sparsity.dense_width=…``."""
+    for item in items:
+        key = item.partition("=")[0].strip()
+        if key in _WIDTH_KEYS:
+            raise ConfigError(f"--set {key} conflicts with {_WIDTH_KEYS[key]}, which sets it; "
+                              f"drop the --set and give the width with {_WIDTH_KEYS[key]}")
 
 
 def _print(console: Console, table, cfg, dense_stds: dict[str, float], ws: int,

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sparseflow.errors import ConfigError, DataError
+from sparseflow.errors import ConfigError, DataError, check_output_dir
 from sparseflow.utils.fmt import human_duration
 
 study_app = typer.Typer(help="Factorial SC-SDC studies: plan, run, inspect, test.",
@@ -85,6 +85,7 @@ def run_cmd(
     plan = _spec_and_plan(spec)
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
+    check_output_dir(directory, "--dir")  # before training, not after the first run
     progress = StudyProgress(console, plan.spec.name)
     try:
         outcome = run_study(plan, directory, jobs=jobs, fail_fast=fail_fast,

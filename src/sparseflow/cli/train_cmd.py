@@ -22,10 +22,16 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train one run. Finished runs are not retrained; interrupted ones resume."""
+    from sparseflow.errors import check_output_dir
+    from sparseflow.train.preflight import preflight
     from sparseflow.train.run import run_dir_for, run_experiment
 
     console = Console()
     cfg = load_config(config, set_, seed)
+    # Before any training: what the run would refuse (also in a dry run), and an output
+    # folder that could not be written after minutes of training.
+    data = preflight(cfg)
+    check_output_dir(out, "--out")
     run_dir = run_dir_for(cfg, out)
     if dry_run:
         console.print_json(json.dumps(dump_config(cfg)))
@@ -36,7 +42,7 @@ def train(
 
     hooks = [] if quiet else [ProgressHook(console, f"{cfg.kind} {config_id(cfg)}-s{cfg.seed}")]
     try:
-        result = run_experiment(cfg, out, hooks=hooks)
+        result = run_experiment(cfg, out, hooks=hooks, data=data)
     finally:
         for h in hooks:
             h.stop()

@@ -146,7 +146,7 @@ class SparsityConfig(FrozenConfig):
     def _densities_in_range(cls, v: dict[str, float] | None) -> dict[str, float] | None:
         for name, d in (v or {}).items():
             if not 0.0 < d <= 1.0:
-                raise ValueError(f"density of layer {name!r} is {d}; it must be in (0, 1]")
+                raise ValueError(f"density of layer {name!r} is {d}; set it in (0, 1]")
         return v
 
     @field_validator("layer_counts")
@@ -154,7 +154,7 @@ class SparsityConfig(FrozenConfig):
     def _counts_positive(cls, v: dict[str, int] | None) -> dict[str, int] | None:
         for name, c in (v or {}).items():
             if c < 1:
-                raise ValueError(f"count of layer {name!r} is {c}; it must be ≥ 1")
+                raise ValueError(f"count of layer {name!r} is {c}; set it to 1 or more")
         return v
 
     @model_validator(mode="after")
@@ -162,7 +162,8 @@ class SparsityConfig(FrozenConfig):
         # density may be refined per layer (layer_densities or layer_counts override it for
         # the layers they name); dense_width fixes every count by itself.
         if self.layer_densities and self.layer_counts:
-            raise ValueError("give sparsity.layer_densities or sparsity.layer_counts, not both")
+            raise ValueError("give sparsity.layer_densities or sparsity.layer_counts, not both; "
+                             "remove one of them")
         others = [k for k in ("layer_densities", "layer_counts") if getattr(self, k)]
         if self.density < 1.0:
             others.insert(0, "density")
@@ -220,7 +221,7 @@ class OptimConfig(FrozenConfig):
     @classmethod
     def _betas_in_range(cls, v: tuple[float, float]) -> tuple[float, float]:
         if not all(0.0 <= b < 1.0 for b in v):
-            raise ValueError(f"betas {v} must each be in [0, 1)")
+            raise ValueError(f"betas {v} must each be in [0, 1); e.g. optim.betas=[0.9, 0.999]")
         return v
 
 

@@ -102,50 +102,60 @@ def locate_cifar(layout: CifarLayout, root: str | None) -> Path:
         f"`sparseflow data download {layout.name}`")
 
 
-def _entry(batch: Any, key: str, path: Path) -> Any:
+def _refetch(layout: CifarLayout) -> str:
+    """The fix for a damaged or foreign file of ``layout``."""
+    return (f"re-extract the {layout.folder} folder from {layout.archive} or run "
+            f"`sparseflow data download {layout.name}`")
+
+
+def _entry(batch: Any, key: str, path: Path, layout: CifarLayout) -> Any:
     """``batch[key]``, whether the file was written with Python-2 (bytes) or str keys."""
     if not isinstance(batch, dict):
         raise DataError(f"{path}: holds a {type(batch).__name__}, expected a dict (a CIFAR "
-                        "batch is a pickled dict)")
+                        f"batch is a pickled dict); {_refetch(layout)}")
     for k in (key.encode(), key):
         if k in batch:
             return batch[k]
     keys = ", ".join(sorted(k.decode("latin1") if isinstance(k, bytes) else str(k)
                             for k in batch))
-    raise DataError(f"{path}: no {key!r} entry (it has: {keys})")
+    has = f"it has: {keys}" if keys else "it has no entries"
+    raise DataError(f"{path}: no {key!r} entry ({has}), so it is not the published file; "
+                    f"{_refetch(layout)}")
 
 
 def read_batch(path: Path, layout: CifarLayout) -> tuple[np.ndarray, np.ndarray]:
     """One batch file: (data uint8 (N, 3072), labels int64 (N,)), checked."""
     batch = load_restricted(path, f"a {layout.title} batch")
-    data = _entry(batch, "data", path)
+    data = _entry(batch, "data", path, layout)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
             or data.shape[1] != ROW:
         desc = (f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray)
                 else type(data).__name__)
         raise DataError(f"{path}: data is a {desc}, expected a uint8 array of shape "
-                        f"(N, {ROW}) (N images of 3×32×32)")
-    labels = np.asarray(_entry(batch, layout.label_key, path))
+                        f"(N, {ROW}) (N images of 3×32×32); {_refetch(layout)}")
+    labels = np.asarray(_entry(batch, layout.label_key, path, layout))
     if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or labels.size == 0):
         raise DataError(f"{path}: {layout.label_key} must be a list of integers, got "
-                        f"{labels.dtype} of shape {labels.shape}")
+                        f"{labels.dtype} of shape {labels.shape}; {_refetch(layout)}")
     if len(labels) != len(data):
-        raise DataError(f"{path}: {len(labels)} labels but {len(data)} images")
+        raise DataError(f"{path}: {len(labels)} labels but {len(data)} images; "
+                        f"{_refetch(layout)}")
     bad = (labels < 0) | (labels >= layout.num_classes)
     if bad.any():
         i = int(np.argmax(bad))
         raise DataError(f"{path}: label out of range: {int(labels[i])} at index {i} "
-                        f"(labels must be in 0..{layout.num_classes - 1})")
+                        f"(labels must be in 0..{layout.num_classes - 1}); {_refetch(layout)}")
     return data, labels.astype(np.int64)
 
 
 def read_meta(path: Path, layout: CifarLayout) -> list[str]:
     """The class names of the meta file, checked to number ``layout.num_classes``."""
-    names = _entry(load_restricted(path, f"a {layout.title} meta file"), layout.names_key, path)
+    names = _entry(load_restricted(path, f"a {layout.title} meta file"), layout.names_key,
+                   path, layout)
     if not isinstance(names, list) or len(names) != layout.num_classes:
         count = len(names) if isinstance(names, list) else type(names).__name__
         raise DataError(f"{path}: {layout.names_key} has {count} class names, expected "
-                        f"{layout.num_classes}")
+                        f"{layout.num_classes}; {_refetch(layout)}")
     return [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
 
 

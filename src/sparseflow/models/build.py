@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -86,3 +89,69 @@ def init_model_(model: nn.Module, init: str, generator: torch.Generator) -> None
                 f"init_model_ does not know how to initialize parameter {name!r}; supported: "
                 "Linear/Conv weights and biases, normalization layers, PReLU/SReLU"
             )
+
+
+def meta_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int, *,
+               dropout: float = 0.0) -> nn.Module:
+    """The family ``cfg.name`` built on the meta device: shapes only, no memory, no random
+    draws. Builder errors (a bad depth, ...) surface here as they would in :func:`build_model`."""
+    builder = MODELS.get(cfg.name)
+    with torch.device("meta"):
+        return builder(cfg, tuple(input_shape), num_classes, dropout)
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Elements of every parameter and buffer of ``model`` (a meta model is fine)."""
+    return sum(t.numel() for t in (*model.parameters(), *model.buffers()))
+
+
+def _cgroup_available() -> int | None:
+    """Bytes left under this process's cgroup-v2 memory limit (None when unlimited/unknown)."""
+    try:
+        root = Path("/sys/fs/cgroup")
+        limit = (root / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return max(int(limit) - int((root / "memory.current").read_text()), 0)
+    except (OSError, ValueError):
+        return None
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still use, or None when the system does not say.
+
+    Linux: ``MemAvailable`` of /proc/meminfo (and the cgroup limit, when lower); elsewhere the
+    physical memory from ``os.sysconf`` (an upper bound, so a refusal is never spurious).
+    """
+    found: list[int] = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)  # the file says kB (KiB)
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    if not found:
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            found.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    cgroup = _cgroup_available()
+    if cgroup is not None:
+        found.append(cgroup)
+    return min(found) if found else None
+
+
+def check_fits(elements: int, copies: int, available: int | None, what: str,
+               held: str = "weights, gradients and optimizer state") -> str | None:
+    """A one-line problem when ``elements`` float32 values held ``copies`` times (weights,
+    gradients, optimizer state) exceed ``available`` bytes; None when they fit or memory is
+    unknown."""
+    need = elements * copies * 4  # float32
+    if available is None or need <= available:
+        return None
+    return (f"{what} has {elements:,} parameters, needing at least {_gib(need)} for {held}, "
+            f"but only {_gib(available)} of memory is available; "
+            "use a smaller model.width (or model.hidden_layers / model.depth)")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
