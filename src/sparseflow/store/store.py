@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -137,6 +137,20 @@ class StudyStore:
             return None
         return {"name": row[0], "spec": json.loads(row[1]), "fingerprint": row[2],
                 "created_at": row[3], "updated_at": row[4]}
+
+    def record_plan(self, run_keys: Iterable[str]) -> None:
+        """Remember the run keys of the latest plan (the runs the current spec names): a spec
+        that shrank leaves older runs in the store, which analyses leave out by default."""
+        with self._write() as c:
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('plan_run_keys', ?)",
+                      (_dumps(list(run_keys)),))
+
+    def plan_keys(self) -> list[str] | None:
+        """The run keys recorded by :meth:`record_plan`, or None (a study stored before plans
+        were recorded: every stored run is the plan)."""
+        with self._read() as c:
+            row = c.execute("SELECT value FROM meta WHERE key = 'plan_run_keys'").fetchone()
+        return None if row is None else [str(k) for k in json.loads(row[0])]
 
     # Planning and state changes --------------------------------------------------------------
     def add_planned(self, runs: Iterable[PlannedRun]) -> int:
@@ -288,13 +302,22 @@ class StudyStore:
         return [{"epoch": e, "step": s, **json.loads(m), "per_layer": json.loads(p)}
                 for e, s, m, p in rows]
 
-    def results(self) -> list[dict[str, Any]]:
-        """One flat dict per run: the ``study export`` contract (see ``export.py``)."""
-        return _export.result_rows(self.runs())
+    def results(self, only: Collection[str] | None = None) -> list[dict[str, Any]]:
+        """One flat dict per run: the ``study export`` contract (see ``export.py``); with
+        ``only``, just the runs with those keys (e.g. :meth:`plan_keys`)."""
+        return _export.result_rows(self._only(only))
 
-    def export(self, path: str | Path, fmt: str) -> Path:
-        """Write :meth:`results` to ``path`` as ``fmt`` ('csv' or 'parquet'), atomically."""
+    def _only(self, only: Collection[str] | None) -> list[RunRecord]:
         records = self.runs()
+        if only is None:
+            return records
+        keep = set(only)
+        return [r for r in records if r.run_key in keep]
+
+    def export(self, path: str | Path, fmt: str, only: Collection[str] | None = None) -> Path:
+        """Write :meth:`results` (of ``only``'s runs, if given) to ``path`` as ``fmt`` ('csv'
+        or 'parquet'), atomically."""
+        records = self._only(only)
         return _export.write_rows(_export.result_rows(records),
                                   _export.result_columns(records), path, fmt)
 

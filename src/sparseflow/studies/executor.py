@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import shutil
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -14,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sparseflow.errors import ConfigError
-from sparseflow.store import StudyLock, StudyStore
+from sparseflow.store import StudyBusyError, StudyLock, StudyStore
 from sparseflow.studies.grouping import RunGroup, group_runs
 from sparseflow.studies.plan import Plan
+from sparseflow.studies.preflight import check_compatible, preflight
 from sparseflow.studies.worker import Outcome, execute_group, init_worker
 
 RUNS = "runs"
@@ -111,12 +113,33 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
         raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
     if max_group < 1:
         raise ConfigError(f"--max-group must be ≥ 1, got {max_group}")
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
     study_dir = Path(study_dir)
+    preflight(plan, study_dir, executor=executor, address=address)  # before creating anything
+    fresh = not study_dir.exists()
+    try:
+        return _run(plan, study_dir, jobs or default_jobs(), fail_fast, vectorize, max_group,
+                    executor, address, on_start, on_outcome)
+    except Exception as exc:
+        # A brand-new directory in which nothing ran is no study: leave nothing behind (but
+        # a busy lock means another driver created it meanwhile: it is theirs).
+        if fresh and not isinstance(exc, StudyBusyError) and not any(
+                (study_dir / RUNS).glob("*")):
+            shutil.rmtree(study_dir, ignore_errors=True)
+        raise
+
+
+def _run(plan: Plan, study_dir: Path, jobs: int, fail_fast: bool, vectorize: str,
+         max_group: int, executor: str, address: str | None,
+         on_start: Callable[[int, int], None] | None,
+         on_outcome: Callable[[Outcome], None] | None) -> StudyOutcome:
     study_dir.mkdir(parents=True, exist_ok=True)
-    jobs = jobs or default_jobs()
     with StudyLock(study_dir), StudyStore(study_dir) as store:
+        check_compatible(plan, store.study_info(), study_dir)  # another driver may have changed it
         store.init_study(plan.spec.name, plan.spec.model_dump(mode="json"), plan.fingerprint)
         store.add_planned(plan.runs)
+        store.record_plan(r.run_key for r in plan.runs)
         store.reset_stale()
         store.reconcile()  # runs finished on disk after a driver died before recording them
         status = {r.run_key: r.status for r in store.runs()}
