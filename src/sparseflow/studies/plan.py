@@ -106,11 +106,12 @@ def _pair(data: dict[str, Any], spec: StudySpec, width: int, where: str
     return sparse, dense
 
 
-def _seeded(cfg: ExperimentConfig, cell: dict[str, Any], spec: StudySpec, dense_width: int,
-            seeds: list[int]) -> list[PlannedRun]:
-    """One PlannedRun per seed. The seed is no part of the id and changes nothing else in the
-    config, so the config is validated and hashed once, not once per seed."""
-    cid, dumped = config_id(cfg), dump_config(cfg)
+def _seeded(cfg: ExperimentConfig, cid: str, cell: dict[str, Any], spec: StudySpec,
+            dense_width: int, seeds: list[int]) -> list[PlannedRun]:
+    """One PlannedRun per seed of ``cfg`` (whose config id is ``cid``). The seed is no part of
+    the id and changes nothing else in the config, so the config is validated and hashed once,
+    not once per seed."""
+    dumped = dump_config(cfg)
     sparse_width = spec.scsdc.sparse_width if cfg.kind == "sparse" else None
     return [PlannedRun(run_key=f"{cid}-s{seed}", config_id=cid, seed=seed, kind=cfg.kind,
                        sparse_width=sparse_width, dense_width=dense_width, cell=dict(cell),
@@ -157,8 +158,8 @@ def expand(spec: StudySpec, *, max_runs: int = DEFAULT_MAX_RUNS) -> Plan:
                 raise ConfigError(f"cells {_label(owner[cid])} and {_label(cell)} train the "
                                   "same runs (their overrides give one config); make the "
                                   "variants or axis values differ")
-            pairs = zip(_seeded(sparse, cell, spec, width, seeds),
-                        _seeded(dense, cell, spec, width, seeds), strict=True)
+            pairs = zip(_seeded(sparse, cid, cell, spec, width, seeds),
+                        _seeded(dense, config_id(dense), cell, spec, width, seeds), strict=True)
             for pair in pairs:
                 for run in pair:
                     runs.setdefault(run.run_key, run)
