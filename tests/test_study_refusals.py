@@ -141,3 +141,14 @@ def test_changed_specs_are_refused_untouched_and_shrunk_specs_analyse_their_plan
                         capsys)
     table = list(csv.DictReader(out.splitlines()))
     assert {r["variant"]: r["n"] for r in table} == {"NR": "2", "BN": "2", "L2NEW": "1"}
+
+    # a variant dropped from the spec keeps its meaning: redefining it later is still refused
+    only_bn = _write(tmp_path, "bn.yaml", _tiny(variants=["BN"], seeds=1))
+    code, _, err = _run(["study", "run", str(only_bn), "--dir", str(study), "--jobs", "1"],
+                        capsys)
+    assert code == 0, err
+    back = _write(tmp_path, "back.yaml", _tiny(variants=["BN", "L2NEW"], seeds=1,
+                                               variant_defs={"L2NEW": {
+                                                   "regularization.l2": 0.02}}))
+    code, _, err = _run(["study", "run", str(back), "--dir", str(study)], capsys)
+    _assert_one_line_error(code, err, "variant 'L2NEW' meant")

@@ -152,6 +152,22 @@ class StudyStore:
             row = c.execute("SELECT value FROM meta WHERE key = 'plan_run_keys'").fetchone()
         return None if row is None else [str(k) for k in json.loads(row[0])]
 
+    def record_variants(self, meanings: dict[str, Any]) -> None:
+        """Add variant name → meaning (its overrides) to those this study has ever used; a
+        name keeps its first meaning (a variant dropped from the spec and later redefined is
+        still refused by the study layer)."""
+        with self._write() as c:
+            row = c.execute("SELECT value FROM meta WHERE key = 'variant_meanings'").fetchone()
+            known = {} if row is None else json.loads(row[0])
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('variant_meanings', ?)",
+                      (_dumps({**meanings, **known}),))
+
+    def variant_meanings(self) -> dict[str, Any]:
+        """Every variant name recorded by :meth:`record_variants` → its meaning."""
+        with self._read() as c:
+            row = c.execute("SELECT value FROM meta WHERE key = 'variant_meanings'").fetchone()
+        return {} if row is None else dict(json.loads(row[0]))
+
     # Planning and state changes --------------------------------------------------------------
     def add_planned(self, runs: Iterable[PlannedRun]) -> int:
         """Insert the runs not yet in the store (status 'planned'); returns how many were new.

@@ -18,7 +18,7 @@ from sparseflow.errors import ConfigError
 from sparseflow.store import StudyBusyError, StudyLock, StudyStore
 from sparseflow.studies.grouping import RunGroup, group_runs
 from sparseflow.studies.plan import Plan
-from sparseflow.studies.preflight import check_compatible, preflight
+from sparseflow.studies.preflight import check_compatible, meanings, preflight
 from sparseflow.studies.worker import Outcome, execute_group, init_worker
 
 RUNS = "runs"
@@ -136,8 +136,10 @@ def _run(plan: Plan, study_dir: Path, jobs: int, fail_fast: bool, vectorize: str
          on_outcome: Callable[[Outcome], None] | None) -> StudyOutcome:
     study_dir.mkdir(parents=True, exist_ok=True)
     with StudyLock(study_dir), StudyStore(study_dir) as store:
-        check_compatible(plan, store.study_info(), study_dir)  # another driver may have changed it
+        # Again under the lock: another driver may have changed the study meanwhile.
+        check_compatible(plan, store.study_info(), study_dir, store.variant_meanings())
         store.init_study(plan.spec.name, plan.spec.model_dump(mode="json"), plan.fingerprint)
+        store.record_variants(meanings(plan))
         store.add_planned(plan.runs)
         store.record_plan(r.run_key for r in plan.runs)
         store.reset_stale()

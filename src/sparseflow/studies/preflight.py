@@ -66,30 +66,42 @@ def _meaning(overrides: dict[str, Any]) -> str:
     return json.dumps(overrides, sort_keys=True, default=repr)
 
 
-def check_compatible(plan: Plan, info: dict[str, Any] | None, study_dir: Path) -> None:
-    """StudyMismatchError when the study stored in ``study_dir`` (its ``study_info``) cannot
-    take this plan: another base configuration or sparse side (the fingerprint), or a variant
-    name that now means other overrides (its new runs would land in the old runs' cells)."""
+def meanings(plan: Plan) -> dict[str, str]:
+    """Variant name → its overrides as canonical JSON (what the store records)."""
+    return {name: _meaning(over) for name, over in plan.spec.variant_meanings().items()}
+
+
+def _stored_meanings(info: dict[str, Any], recorded: dict[str, Any]) -> dict[str, str]:
+    """The meanings the stored study has used: every one recorded, and those of its latest
+    spec (a store written before meanings were recorded has only the spec)."""
+    old = info.get("spec") or {}
+    out: dict[str, str] = {}
+    for name in old.get("variants") or ["NR"]:
+        try:
+            out[name] = _meaning(variant_overrides(name, old.get("variant_defs") or {}))
+        except ValueError:  # stored by a version with other built-ins: cannot compare
+            continue
+    return {**out, **{str(k): str(v) for k, v in recorded.items()}}
+
+
+def check_compatible(plan: Plan, info: dict[str, Any] | None, study_dir: Path,
+                     recorded: dict[str, Any] | None = None) -> None:
+    """StudyMismatchError when the study stored in ``study_dir`` (its ``study_info`` and the
+    variant meanings it ``recorded``) cannot take this plan: another base configuration or
+    sparse side (the fingerprint), or a variant name that now means other overrides (its new
+    runs would land in the old runs' cells)."""
     if info is None:
         return
     if info.get("fingerprint") != plan.fingerprint:
         raise StudyMismatchError(f"{study_dir} holds study {info.get('name')!r} with a "
                                  "different base configuration; use a new --dir")
-    old = info.get("spec") or {}
-    old_defs = old.get("variant_defs") or {}
-    for name in old.get("variants") or ["NR"]:
-        if name not in plan.spec.variants:
-            continue
-        try:
-            before = variant_overrides(name, old_defs)
-        except ValueError:  # stored by an older version with other built-ins: cannot compare
-            continue
-        now = variant_overrides(name, plan.spec.variant_defs)
-        if _meaning(before) != _meaning(now):
+    before = _stored_meanings(info, recorded or {})
+    for name, now in meanings(plan).items():
+        if name in before and before[name] != now:
             raise StudyMismatchError(
-                f"variant {name!r} meant {_meaning(before)} in the study stored in {study_dir} "
-                f"and now means {_meaning(now)}; give the new definition another name, or use "
-                "a new --dir")
+                f"variant {name!r} meant {before[name]} in the study stored in {study_dir} "
+                f"and now means {now}; give the new definition another name, or use a new "
+                "--dir")
 
 
 def check_store(plan: Plan, study_dir: Path) -> None:
@@ -98,8 +110,8 @@ def check_store(plan: Plan, study_dir: Path) -> None:
     if not (study_dir / DB_NAME).is_file():
         return
     with StudyStore(study_dir, create=False) as store:
-        info = store.study_info()
-    check_compatible(plan, info, study_dir)
+        info, recorded = store.study_info(), store.variant_meanings()
+    check_compatible(plan, info, study_dir, recorded)
 
 
 def preflight(plan: Plan, study_dir: Path, *, executor: str, address: str | None) -> None:
