@@ -74,7 +74,7 @@ def test_a_later_refusal_removes_a_directory_it_created(tmp_path: Path, monkeypa
     study = tmp_path / "new" / "study"
     with pytest.raises(ConfigError, match="refused after"):
         executor.run_study(plan, study, jobs=1)
-    assert not study.exists()
+    assert not (tmp_path / "new").exists()  # the parent it created too
     # an existing directory is never removed
     study.mkdir(parents=True)
     (study / "keep.txt").write_text("mine")

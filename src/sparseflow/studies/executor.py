@@ -117,17 +117,27 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
         raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
     study_dir = Path(study_dir)
     preflight(plan, study_dir, executor=executor, address=address)  # before creating anything
-    fresh = not study_dir.exists()
+    created = _first_missing(study_dir)  # what mkdir will create (None: it exists)
     try:
         return _run(plan, study_dir, jobs or default_jobs(), fail_fast, vectorize, max_group,
                     executor, address, on_start, on_outcome)
     except Exception as exc:
         # A brand-new directory in which nothing ran is no study: leave nothing behind (but
         # a busy lock means another driver created it meanwhile: it is theirs).
-        if fresh and not isinstance(exc, StudyBusyError) and not any(
+        if created is not None and not isinstance(exc, StudyBusyError) and not any(
                 (study_dir / RUNS).glob("*")):
-            shutil.rmtree(study_dir, ignore_errors=True)
+            shutil.rmtree(created, ignore_errors=True)
         raise
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist yet (None: path exists)."""
+    missing = None
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        missing = p
+    return missing
 
 
 def _run(plan: Plan, study_dir: Path, jobs: int, fail_fast: bool, vectorize: str,
