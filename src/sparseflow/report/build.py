@@ -62,7 +62,8 @@ def _curve_runs(study: d.StudyData, cell: dict[str, Any]
 def build_report(directory: str | Path, *, out: str | Path | None = None,
                  metric: str = "test_accuracy", rows: str | None = None,
                  cols: str | None = None, cell: Sequence[str] = (), test: str = "wilcoxon",
-                 correction: str = "none", alpha: float = 0.05) -> ReportFiles:
+                 correction: str = "none", alpha: float = 0.05,
+                 all_runs: bool = False) -> ReportFiles:
     """Write the HTML report of the study in ``directory`` and its figures; see the module
     docstring for the files.
 
@@ -74,12 +75,14 @@ def build_report(directory: str | Path, *, out: str | Path | None = None,
         cell: ``KEY=VALUE`` items naming the training-curves cell (default: the first cell,
             in spec order, that has finished runs).
         test, correction, alpha: passed to :func:`sparseflow.analysis.pvalue_table`.
+        all_runs: cover every stored run, not only the latest plan's (see
+            :func:`sparseflow.store.scope.plan_scope`).
 
     Raises:
         ReportError: no study, no finished runs, an unknown metric/axis/cell, a bad option.
     """
     _check_options(metric, test, correction, alpha)
-    study = d.load_study(directory)
+    study = d.load_study(directory, all_runs)
     rows, cols = d.choose_axes(study, rows, cols)
     curve_cell = d.choose_cell(study, cell)
     table = pvalue_table(study.rows, metric, rows, cols, test=test, correction=correction,

@@ -9,6 +9,7 @@ values; :func:`summary_items` is the report's summary. Statistics (p-values, τ)
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from sparseflow.analysis.tables import default_axes, is_diverged
 from sparseflow.report.errors import ReportError
 from sparseflow.store import StoreError, StudyStore
 from sparseflow.store.export import RESULTS
+from sparseflow.store.scope import plan_scope
 from sparseflow.utils.fmt import human_duration
 
 #: Export columns a report can compare (numbers per run; counts and flags are left out).
@@ -88,14 +90,18 @@ class StudyData:
         return sorted({freeze(r.get(key)) for r in self.finished}, key=lambda v: (v is None, v))
 
 
-def load_study(directory: str | Path) -> StudyData:
-    """Read a study directory's store; :class:`ReportError` when there is no study in it or
-    no run has finished yet."""
+def load_study(directory: str | Path, all_runs: bool = False) -> StudyData:
+    """Read a study directory's store (the latest plan's runs, or ``all_runs``; a note on
+    stderr when they differ); :class:`ReportError` when there is no study in it or no run has
+    finished yet."""
     directory = Path(directory)
     try:
         with StudyStore(directory, readonly=True) as store:
             info = store.study_info()
-            rows, counts = store.results(), store.counts()
+            only, note = plan_scope(store, all_runs)
+            rows, counts = store.results(only), store.counts()
+            if note:
+                print(note, file=sys.stderr)
             summaries = [r.summary for r in store.runs("finished") if r.summary]
     except StoreError as exc:
         raise ReportError(str(exc)) from None

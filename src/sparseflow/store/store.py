@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -177,6 +177,36 @@ class StudyStore:
             return None
         return {"name": row[0], "spec": self._loads(row[1], "study spec"), "fingerprint": row[2],
                 "created_at": row[3], "updated_at": row[4]}
+
+    def record_plan(self, run_keys: Iterable[str]) -> None:
+        """Remember the run keys of the latest plan (the runs the current spec names): a spec
+        that shrank leaves older runs in the store, which analyses leave out by default."""
+        with self._write() as c:
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('plan_run_keys', ?)",
+                      (_dumps(list(run_keys)),))
+
+    def plan_keys(self) -> list[str] | None:
+        """The run keys recorded by :meth:`record_plan`, or None (a study stored before plans
+        were recorded: every stored run is the plan)."""
+        with self._read() as c:
+            row = c.execute("SELECT value FROM meta WHERE key = 'plan_run_keys'").fetchone()
+        return None if row is None else [str(k) for k in self._loads(row[0], "plan run keys")]
+
+    def record_variants(self, meanings: dict[str, Any]) -> None:
+        """Add variant name → meaning (its overrides) to those this study has ever used; a
+        name keeps its first meaning (a variant dropped from the spec and later redefined is
+        still refused by the study layer)."""
+        with self._write() as c:
+            row = c.execute("SELECT value FROM meta WHERE key = 'variant_meanings'").fetchone()
+            known = {} if row is None else self._loads(row[0], "variant meanings")
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('variant_meanings', ?)",
+                      (_dumps({**meanings, **known}),))
+
+    def variant_meanings(self) -> dict[str, Any]:
+        """Every variant name recorded by :meth:`record_variants` → its meaning."""
+        with self._read() as c:
+            row = c.execute("SELECT value FROM meta WHERE key = 'variant_meanings'").fetchone()
+        return {} if row is None else dict(self._loads(row[0], "variant meanings"))
 
     # Planning and state changes --------------------------------------------------------------
     def add_planned(self, runs: Iterable[PlannedRun]) -> int:
@@ -381,13 +411,22 @@ class StudyStore:
         return [{"epoch": e, "step": s, **self._loads(m, what), "per_layer": self._loads(p, what)}
                 for e, s, m, p in rows]
 
-    def results(self) -> list[dict[str, Any]]:
-        """One flat dict per run: the ``study export`` contract (see ``export.py``)."""
-        return _export.result_rows(self.runs())
+    def results(self, only: Collection[str] | None = None) -> list[dict[str, Any]]:
+        """One flat dict per run: the ``study export`` contract (see ``export.py``); with
+        ``only``, just the runs with those keys (e.g. :meth:`plan_keys`)."""
+        return _export.result_rows(self._only(only))
 
-    def export(self, path: str | Path, fmt: str) -> Path:
-        """Write :meth:`results` to ``path`` as ``fmt`` ('csv' or 'parquet'), atomically."""
+    def _only(self, only: Collection[str] | None) -> list[RunRecord]:
         records = self.runs()
+        if only is None:
+            return records
+        keep = set(only)
+        return [r for r in records if r.run_key in keep]
+
+    def export(self, path: str | Path, fmt: str, only: Collection[str] | None = None) -> Path:
+        """Write :meth:`results` (of ``only``'s runs, if given) to ``path`` as ``fmt`` ('csv'
+        or 'parquet'), atomically."""
+        records = self._only(only)
         return _export.write_rows(_export.result_rows(records),
                                   _export.result_columns(records), path, fmt)
 

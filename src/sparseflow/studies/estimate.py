@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 
 import torch
 
@@ -47,9 +48,14 @@ def estimate_seconds(plan: Plan) -> tuple[float, str]:
     """(seconds of compute for all runs on one core, how it was estimated)."""
     sizes: dict[str, tuple[int, int, int, tuple[int, ...], int]] = {}
     total = 0.0
-    configs = [ExperimentConfig.model_validate(r.config) for r in plan.runs]
+    # Seeds of one config cost the same: estimate each config once and weigh it by its seeds
+    # (a 20,000-run plan has a tenth as many configs with 10 seeds).
+    replicas = Counter(r.config_id for r in plan.runs)
+    first = {r.config_id: r for r in reversed(plan.runs)}
+    configs = [ExperimentConfig.model_validate(first[cid].config) for cid in replicas]
+    weights: dict[tuple[str, float, str], int] = {}
     speed = 0.0
-    for cfg in configs:
+    for cfg, n_runs in zip(configs, replicas.values(), strict=True):
         key = cfg.data.model_dump_json()
         if key not in sizes:
             data = load_data(cfg.data)
@@ -62,9 +68,13 @@ def estimate_seconds(plan: Plan) -> tuple[float, str]:
                 speed = _flops_per_second(biggest.train.batch_size,
                                           max(math.prod(shape), biggest.model.width),
                                           biggest.model.width)
-        w = _weights(cfg, shape, classes)
+        # Configs that differ only in optimizer, lr, regularization … share a model shape.
+        shape_id = (cfg.model.model_dump_json(), cfg.regularization.dropout, key)
+        if shape_id not in weights:
+            weights[shape_id] = _weights(cfg, shape, classes)
+        w = weights[shape_id]
         epochs = cfg.train.epochs
         steps = epochs * math.ceil(n_train / cfg.train.batch_size)
         flops = 2 * w * epochs * (3 * n_train + n_val + n_test)
-        total += flops / speed + steps * STEP_OVERHEAD_S
+        total += n_runs * (flops / speed + steps * STEP_OVERHEAD_S)
     return total, f"rough: {speed / 1e9:.1f} GFLOP/s measured, early stopping ignored"

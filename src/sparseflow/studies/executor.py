@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import shutil
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -14,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparseflow.errors import ConfigError
-from sparseflow.store import DB_NAME, StudyLock, StudyStore
+from sparseflow.store import DB_NAME, StudyBusyError, StudyLock, StudyStore
 from sparseflow.store.rundir import FINAL, SUMMARY
 from sparseflow.store.store import set_aside
 from sparseflow.studies.grouping import RunGroup, group_runs
 from sparseflow.studies.plan import Plan
+from sparseflow.studies.preflight import check_compatible, meanings, preflight
 from sparseflow.studies.worker import Outcome, execute_group, init_worker
 
 RUNS = "runs"
@@ -120,9 +122,40 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
         raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
     if max_group < 1:
         raise ConfigError(f"--max-group must be ≥ 1, got {max_group}")
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
     study_dir = Path(study_dir)
+    # before creating anything
+    preflight(plan, study_dir, executor=executor, address=address, rebuild=rebuild)
+    created = _first_missing(study_dir)  # what mkdir will create (None: it exists)
+    try:
+        return _run(plan, study_dir, jobs or default_jobs(), fail_fast, vectorize, max_group,
+                    executor, address, on_start, on_outcome, rebuild, on_note)
+    except Exception as exc:
+        # A brand-new directory in which nothing ran is no study: leave nothing behind (but
+        # a busy lock means another driver created it meanwhile: it is theirs).
+        if created is not None and not isinstance(exc, StudyBusyError) and not any(
+                (study_dir / RUNS).glob("*")):
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist yet (None: path exists)."""
+    missing = None
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        missing = p
+    return missing
+
+
+def _run(plan: Plan, study_dir: Path, jobs: int, fail_fast: bool, vectorize: str,
+         max_group: int, executor: str, address: str | None,
+         on_start: Callable[[int, int], None] | None,
+         on_outcome: Callable[[Outcome], None] | None, rebuild: bool,
+         on_note: Callable[[str], None] | None) -> StudyOutcome:
     study_dir.mkdir(parents=True, exist_ok=True)
-    jobs = jobs or default_jobs()
     notes: list[str] = []
 
     def note(line: str) -> None:
@@ -131,8 +164,12 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
             on_note(line)
 
     with StudyLock(study_dir), _fresh_store(study_dir, rebuild) as (store, fresh):
+        # Again under the lock: another driver may have changed the study meanwhile.
+        check_compatible(plan, store.study_info(), study_dir, store.variant_meanings())
         store.init_study(plan.spec.name, plan.spec.model_dump(mode="json"), plan.fingerprint)
+        store.record_variants(meanings(plan))
         store.add_planned(plan.runs)
+        store.record_plan(r.run_key for r in plan.runs)
         store.reset_stale()
         # runs finished on disk after a driver died before recording them (or a lost store)
         recorded = store.reconcile()

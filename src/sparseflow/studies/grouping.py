@@ -51,11 +51,16 @@ def group_runs(runs: Sequence[PlannedRun], *, vectorize: str = "auto",
     buckets: dict[str, list[PlannedRun]] = {}
     singles: list[tuple[int, PlannedRun]] = []
     order: dict[str, int] = {}
+    # Seeds of one config share its shape: validate and key each config once, not per seed.
+    keys: dict[str, str | None] = {}
     for i, run in enumerate(runs):
-        if not vectorizable(ExperimentConfig.model_validate(run.config)):
+        if run.config_id not in keys:
+            ok = vectorizable(ExperimentConfig.model_validate(run.config))
+            keys[run.config_id] = shape_key(run.config) if ok else None
+        key = keys[run.config_id]
+        if key is None:
             singles.append((i, run))
             continue
-        key = shape_key(run.config)
         order.setdefault(key, i)
         buckets.setdefault(key, []).append(run)
     groups: list[tuple[int, RunGroup]] = [(i, RunGroup((r,))) for i, r in singles]

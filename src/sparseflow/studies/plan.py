@@ -8,12 +8,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sparseflow.config import build_config, canonical, config_id, dump_config, run_name
+from sparseflow.config import build_config, canonical, config_id, dump_config
 from sparseflow.config.io import apply_override
 from sparseflow.config.schema import ExperimentConfig
 from sparseflow.errors import ConfigError
 from sparseflow.store import PlannedRun
-from sparseflow.studies.spec import StudySpec, variant_overrides
+from sparseflow.studies.spec import StudySpec
 
 
 @dataclass(frozen=True)
@@ -73,43 +73,98 @@ def fingerprint(spec: StudySpec) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _planned(cfg: ExperimentConfig, cell: dict[str, Any], sparse_width: int,
-             dense_width: int) -> PlannedRun:
-    return PlannedRun(run_key=run_name(cfg), config_id=config_id(cfg), seed=cfg.seed,
-                      kind=cfg.kind, sparse_width=sparse_width if cfg.kind == "sparse" else None,
-                      dense_width=dense_width, cell=dict(cell), config=dump_config(cfg))
+#: Largest plan :func:`expand` builds unless told otherwise. The biggest preset (the paper's
+#: full BN grid) names 36,000 runs and expands in seconds; a 10^6-run spec is almost always a
+#: typo in an axis, and would take minutes to expand and hours of store writes before the
+#: first run trains. Raise it with ``max_runs`` (``--max-runs`` on the CLI).
+DEFAULT_MAX_RUNS = 100_000
 
 
-def expand(spec: StudySpec) -> Plan:
-    """The full factorial: cells (axes × variants) × dense widths × seeds × {sparse, dense}.
+def check_size(spec: StudySpec, max_runs: int = DEFAULT_MAX_RUNS) -> int:
+    """The spec's run count (from the axis sizes, nothing expanded); ConfigError above
+    ``max_runs``, with the count, where it comes from and how to allow it."""
+    n = spec.run_count()
+    if n > max_runs:
+        sizes = " × ".join([*(f"{len(v)} {k}" for k, v in spec.axes.items()),
+                            f"{len(spec.variants)} variants",
+                            f"{len(spec.scsdc.widths())} dense widths",
+                            f"{len(spec.seed_list())} seeds", "2 kinds"])
+        raise ConfigError(f"study {spec.name!r} names {n:,} runs ({sizes}), more than the limit "
+                          f"of {max_runs:,}; shrink an axis or pass --max-runs {n}")
+    return n
 
-    Order: cells in axis order (the last axis varies fastest), then variants, then widths, then
-    seeds, sparse before dense. Runs with the same key (e.g. identical dense runs) appear once.
-    """
-    fp = fingerprint(spec)
+
+def _pair(data: dict[str, Any], spec: StudySpec, width: int, where: str
+          ) -> tuple[ExperimentConfig, ExperimentConfig]:
+    """The (sparse, dense) configs of one cell and dense width, at seed 0."""
     s = spec.scsdc
-    runs: dict[str, PlannedRun] = {}
-    cells = []
+    sparse = _config(_with(data, {
+        "model.width": s.sparse_width, "sparsity.dense_width": width,
+        "sparsity.matching": s.matching, "sparsity.distribution": s.distribution,
+        "sparsity.init": s.init}), 0, where)
+    dense = _config(_with(data, {"model.width": width}), 0, where)
+    return sparse, dense
+
+
+def _seeded(cfg: ExperimentConfig, cid: str, cell: dict[str, Any], spec: StudySpec,
+            dense_width: int, seeds: list[int]) -> list[PlannedRun]:
+    """One PlannedRun per seed of ``cfg`` (whose config id is ``cid``). The seed is no part of
+    the id and changes nothing else in the config, so the config is validated and hashed once,
+    not once per seed."""
+    dumped = dump_config(cfg)
+    sparse_width = spec.scsdc.sparse_width if cfg.kind == "sparse" else None
+    return [PlannedRun(run_key=f"{cid}-s{seed}", config_id=cid, seed=seed, kind=cfg.kind,
+                       sparse_width=sparse_width, dense_width=dense_width, cell=dict(cell),
+                       config={**dumped, "seed": seed}) for seed in seeds]
+
+
+def _cells(spec: StudySpec) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(cell, its overrides) in plan order: axes (last fastest), then variants."""
+    out = []
+    meanings = spec.variant_meanings()
     for values in itertools.product(*spec.axes.values()):
         axis_over = dict(zip(spec.axes, values, strict=True))
         for variant in spec.variants:
-            var_over = variant_overrides(variant, spec.variant_defs)
+            var_over = meanings[variant]
             clash = sorted(set(var_over) & set(axis_over))
             if clash:
                 raise ConfigError(f"variant {variant!r} sets {', '.join(clash)}, which is also "
                                   "an axis; drop it from one of them")
-            cell = {**axis_over, "variant": variant}
-            cells.append(cell)
-            data = _with({**spec.base, "name": spec.name}, {**var_over, **axis_over})
-            for width in s.widths():
-                for seed in spec.seed_list():
-                    where = f"cell {cell}, dense width {width}, seed {seed}"
-                    sparse = _config(_with(data, {
-                        "model.width": s.sparse_width, "sparsity.dense_width": width,
-                        "sparsity.matching": s.matching, "sparsity.distribution": s.distribution,
-                        "sparsity.init": s.init}), seed, where)
-                    dense = _config(_with(data, {"model.width": width}), seed, where)
-                    for cfg in (sparse, dense):
-                        run = _planned(cfg, cell, s.sparse_width, width)
-                        runs.setdefault(run.run_key, run)
+            out.append(({**axis_over, "variant": variant}, {**var_over, **axis_over}))
+    return out
+
+
+def expand(spec: StudySpec, *, max_runs: int = DEFAULT_MAX_RUNS) -> Plan:
+    """The full factorial: cells (axes × variants) × dense widths × seeds × {sparse, dense}.
+
+    Order: cells in axis order (the last axis varies fastest), then variants, then widths, then
+    seeds, sparse before dense. Runs with the same key (e.g. identical dense runs) appear once.
+    Refuses (ConfigError) a spec naming more than ``max_runs`` runs before expanding anything,
+    and two cells whose sparse runs are the same runs (the table could not tell them apart).
+    """
+    check_size(spec, max_runs)
+    fp = fingerprint(spec)
+    seeds = spec.seed_list()
+    runs: dict[str, PlannedRun] = {}
+    owner: dict[str, dict[str, Any]] = {}  # sparse config id -> the cell that planned it
+    cells = []
+    for cell, overrides in _cells(spec):
+        cells.append(cell)
+        data = _with({**spec.base, "name": spec.name}, overrides)
+        for width in spec.scsdc.widths():
+            sparse, dense = _pair(data, spec, width, f"cell {cell}, dense width {width}")
+            cid = config_id(sparse)
+            if owner.setdefault(cid, cell) is not cell:
+                raise ConfigError(f"cells {_label(owner[cid])} and {_label(cell)} train the "
+                                  "same runs (their overrides give one config); make the "
+                                  "variants or axis values differ")
+            pairs = zip(_seeded(sparse, cid, cell, spec, width, seeds),
+                        _seeded(dense, config_id(dense), cell, spec, width, seeds), strict=True)
+            for pair in pairs:
+                for run in pair:
+                    runs.setdefault(run.run_key, run)
     return Plan(spec=spec, runs=tuple(runs.values()), cells=tuple(cells), fingerprint=fp)
+
+
+def _label(cell: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}={v}" for k, v in cell.items()) + "}"

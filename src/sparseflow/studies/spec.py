@@ -20,6 +20,8 @@ seed, hence the data order.
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +61,25 @@ class ScsdcSpec(FrozenConfig):
         "dense", description="Init policy of the sparse runs (the paper: dense)."
     )
 
+    @field_validator("dense_widths", "dense_fractions")
+    @classmethod
+    def _widths_nonempty(cls, v: list[Any] | None) -> list[Any] | None:
+        if v is not None and not v:
+            raise ValueError("the list is empty; give at least one dense width or fraction")
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError(f"repeats a value: {v}")
+        return v
+
+    @field_validator("dense_fractions")
+    @classmethod
+    def _fractions_in_range(cls, v: list[float] | None) -> list[float] | None:
+        # A fraction is W_D / W_S: 0 (or less) is no network, above 1 a dense twin wider than
+        # the sparse network, which SC-SDC cannot match.
+        for f in v or []:
+            if not (math.isfinite(f) and 0 < f <= 1):
+                raise ValueError(f"each fraction must be in (0, 1], got {f}")
+        return v
+
     @model_validator(mode="after")
     def _one_width_list(self) -> ScsdcSpec:
         if (self.dense_widths is None) == (self.dense_fractions is None):
@@ -67,6 +88,9 @@ class ScsdcSpec(FrozenConfig):
             if not 0 < w <= self.sparse_width:
                 raise ValueError(f"dense width {w} must be in [1, sparse_width="
                                  f"{self.sparse_width}]")
+        if len(set(self.widths())) != len(self.widths()):
+            raise ValueError(f"scsdc.dense_fractions {self.dense_fractions} round to repeated "
+                             f"dense widths {self.widths()}; drop the repeats")
         return self
 
     def widths(self) -> list[int]:
@@ -109,14 +133,36 @@ class StudySpec(FrozenConfig):
         return v
 
     @model_validator(mode="after")
-    def _variants_known(self) -> StudySpec:
+    def _variants_distinct(self) -> StudySpec:
+        # Two variants with the same overrides would put the same runs in two cells, which
+        # no paired table can tell apart: refuse them here, naming both.
+        seen: dict[str, str] = {}
         for name in self.variants:
-            variant_overrides(name, self.variant_defs)
+            meaning = json.dumps(variant_overrides(name, self.variant_defs), sort_keys=True,
+                                 default=repr)
+            if name in seen.values():
+                raise ValueError(f"variant {name!r} is listed twice in variants")
+            if meaning in seen:
+                raise ValueError(f"variants {seen[meaning]!r} and {name!r} both mean "
+                                 f"{meaning}, so their cells would hold the same runs; "
+                                 "drop one or change its variant_defs")
+            seen[meaning] = name
         return self
 
     def seed_list(self) -> list[int]:
         """The seeds as a list."""
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def run_count(self) -> int:
+        """Runs the full factorial names, counted from the sizes alone (nothing expanded):
+        cells × dense widths × seeds × {sparse, dense}. An upper bound of the plan's size
+        (identical dense runs of two cells are planned once)."""
+        cells = math.prod(len(v) for v in self.axes.values()) * len(self.variants)
+        return cells * len(self.scsdc.widths()) * len(self.seed_list()) * 2
+
+    def variant_meanings(self) -> dict[str, dict[str, Any]]:
+        """Variant name → its dotted overrides, for every variant of the study."""
+        return {name: variant_overrides(name, self.variant_defs) for name in self.variants}
 
 
 def variant_overrides(name: str, defs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -129,7 +175,8 @@ def variant_overrides(name: str, defs: dict[str, dict[str, Any]] | None = None) 
         if part not in table:
             from sparseflow.registry import unknown_name_message
 
-            raise ValueError(unknown_name_message("variant", part, list(table)))
+            where = f" (in {name!r}; built-ins compose with '_')" if part != name else ""
+            raise ValueError(unknown_name_message("variant", part, list(table)) + where)
         out.update(table[part])
     return out
 
@@ -140,4 +187,14 @@ def load_spec(path: str | Path) -> StudySpec:
     try:
         return StudySpec.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {validation_message(exc, StudySpec)}") from None
+        raise ConfigError(f"{path}: {_message(exc)}") from None
+
+
+def _message(exc: ValidationError) -> str:
+    """One line for the first error. A check over the whole spec (or a whole section) names
+    its problem itself: quoting its input would print the entire spec."""
+    err = exc.errors()[0]
+    if err["type"] == "value_error" and (not err["loc"] or err["loc"] == ("scsdc",)):
+        key = ".".join(str(p) for p in err["loc"])
+        return (f"{key}: " if key else "") + err["msg"].removeprefix("Value error, ")
+    return validation_message(exc, StudySpec)
