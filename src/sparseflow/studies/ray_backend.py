@@ -30,6 +30,8 @@ MAX_RETRIES = 3
 #: Groups in flight per cluster CPU: enough to keep every CPU busy while results travel back,
 #: few enough that a 10,000-run study is not submitted at once.
 IN_FLIGHT_PER_CPU = 2
+#: Seconds the driver waits for cancelled tasks to end before it lets go of the study.
+CANCEL_WAIT_S = 30.0
 
 #: What a task runs on its group: ``(items, runs_dir) -> outcomes``.
 Execute = Callable[[list[tuple[str, dict[str, Any]]], str], list[Outcome]]
@@ -169,8 +171,13 @@ def ray_backend(groups: list[RunGroup], runs_dir: str, started: Started, *,
             yield from outcomes
     finally:
         # The driver stopped early (fail-fast, an interrupt): stop the tasks it no longer
-        # waits for; their runs resume from their checkpoints next time.
+        # waits for, killing their worker processes (force: a task deep in a batched group
+        # would otherwise finish its group first), and wait until they are gone, so that no
+        # task still writes a run directory once the study is released. Their runs resume
+        # from their checkpoints next time.
         for ref in pending:
-            ray.cancel(ref)
+            ray.cancel(ref, force=True)
+        if pending:
+            ray.wait(list(pending), num_returns=len(pending), timeout=CANCEL_WAIT_S)
         if owned:
             ray.shutdown()
