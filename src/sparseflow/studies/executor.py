@@ -97,8 +97,6 @@ def pool_backend(groups: list[RunGroup], runs_dir: str, started: Started, *, job
                             yield Outcome(key, False, error=f"worker process died: {exc}")
                         raise WorkerDied(str(exc)) from None
         finally:
-            for fut in pending:
-                fut.cancel()
             if pending:  # stopped early: do not wait for the groups in flight to finish
                 _stop_workers(pool)
 
@@ -108,7 +106,11 @@ STOP_GRACE_S = 10.0
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Terminate the pool's worker processes now and wait for them to be gone."""
+    """Terminate the pool's worker processes now and wait for them to be gone.
+
+    The pool then marks every pending future broken itself; futures are not cancelled first
+    (Python 3.11's pool raises InvalidStateError in its manager thread on a cancelled one).
+    """
     procs = list((getattr(pool, "_processes", None) or {}).values())
     for proc in procs:
         if proc.is_alive():
@@ -118,7 +120,7 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         if proc.is_alive():
             proc.kill()
             proc.join(STOP_GRACE_S)
-    pool.shutdown(wait=True, cancel_futures=True)
+    pool.shutdown(wait=True)
 
 
 def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
@@ -187,8 +189,10 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
         except WorkerDied:
             outcome.aborted = True
         finally:
-            # The workers are stopped by now; what they were training did not finish.
+            # The workers are stopped by now; what they were handed did not finish.
             store.mark_interrupted(in_flight)
+            with contextlib.suppress(OSError):  # only when empty: no group left to resume
+                (runs_dir / GROUPS_DIR).rmdir()
         return outcome
 
 
