@@ -142,7 +142,8 @@ def test_lifecycle_counts_and_filters(store: StudyStore) -> None:
         store.record_failed("c0-s0", "late")
     with pytest.raises(StoreError, match="no planned run 'nope'"):
         store.mark_running("nope")
-    with pytest.raises(StoreError, match="statuses: planned, running, interrupted, finished, failed"):
+    with pytest.raises(StoreError,
+                       match="statuses: planned, running, interrupted, finished, failed"):
         store.runs("done")
     assert store.reset_failed() == 1 and store.run("c1-s0").error is None
     store.mark_running("c1-s0")
