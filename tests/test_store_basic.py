@@ -122,12 +122,14 @@ def test_planned_run_validation() -> None:
 
 def test_lifecycle_counts_and_filters(store: StudyStore) -> None:
     store.add_planned([planned(i) for i in range(4)])
-    assert store.counts() == {"planned": 4, "running": 0, "finished": 0, "failed": 0}
+    assert store.counts() == {"planned": 4, "running": 0, "interrupted": 0, "finished": 0,
+                              "failed": 0}
     store.mark_running("c0-s0")
     store.mark_running("c1-s0")
     store.record_finished("c0-s0", *outputs())
     store.record_failed("c1-s0", "RuntimeError: boom")
-    assert store.counts() == {"planned": 2, "running": 0, "finished": 1, "failed": 1}
+    assert store.counts() == {"planned": 2, "running": 0, "interrupted": 0, "finished": 1,
+                              "failed": 1}
     assert list(store.counts()) == list(STATUSES)
     (failed,) = store.runs("failed")
     assert failed.error == "RuntimeError: boom" and failed.attempts == 1
@@ -140,7 +142,8 @@ def test_lifecycle_counts_and_filters(store: StudyStore) -> None:
         store.record_failed("c0-s0", "late")
     with pytest.raises(StoreError, match="no planned run 'nope'"):
         store.mark_running("nope")
-    with pytest.raises(StoreError, match="statuses: planned, running, finished, failed"):
+    with pytest.raises(StoreError,
+                       match="statuses: planned, running, interrupted, finished, failed"):
         store.runs("done")
     assert store.reset_failed() == 1 and store.run("c1-s0").error is None
     store.mark_running("c1-s0")
@@ -191,7 +194,8 @@ def test_reset_stale(store: StudyStore) -> None:
     with StudyStore(store.study_dir, create=False) as again:  # the next driver
         assert again.reset_stale() == 1
         assert again.run("c0-s0").status == "planned" and again.run("c0-s0").started_at is None
-        assert again.counts() == {"planned": 2, "running": 0, "finished": 1, "failed": 0}
+        assert again.counts() == {"planned": 2, "running": 0, "interrupted": 0, "finished": 1,
+                                  "failed": 0}
         assert again.reset_stale() == 0
 
 

@@ -4,6 +4,7 @@ same results as the local executor, idempotent, lost workers retried."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import socket
 import subprocess
@@ -97,12 +98,7 @@ def test_ray_study_equals_local_and_is_idempotent(cluster: str, tmp_path: Path) 
     plan = _plan(axes={"optim.name": ["adam"]})
     out = run_study(plan, tmp_path / "ray", executor="ray", address=cluster, max_group=2)
     assert (out.finished, out.failed, out.skipped) == (16, 0, 0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(rb.TASK_CPUS)  # the in-process local run uses as many as a Ray task
-    try:
-        run_study(plan, tmp_path / "local", jobs=1, max_group=2)
-    finally:
-        torch.set_num_threads(threads)
+    run_study(plan, tmp_path / "local", jobs=1, max_group=2)  # in this process, its threads
     on_ray, local = _results(tmp_path / "ray"), _results(tmp_path / "local")
     assert set(on_ray) == set(local) == {r.run_key for r in plan.runs}
     for key, row in on_ray.items():
@@ -114,6 +110,22 @@ def test_ray_study_equals_local_and_is_idempotent(cluster: str, tmp_path: Path) 
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     again = run_study(plan, tmp_path / "ray", executor="ray", address=cluster, max_group=2)
     assert (again.finished, again.failed, again.skipped, again.groups) == (0, 0, 16, 0)
+
+
+def test_portable_mode_reaches_the_tasks(cluster: str, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The module's cluster was started without SPARSEFLOW_PORTABLE; a driver that has it
+    hands it to the tasks' workers, whose runs then compute on the AVX2 code paths."""
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("AVX2 code paths exist on x86-64 CPUs only")
+    monkeypatch.setenv("SPARSEFLOW_PORTABLE", "1")
+    plan = _plan(axes={"optim.name": ["sgd"]}, variants=["NR"], seeds=1)
+    out = run_study(plan, tmp_path / "p", executor="ray", address=cluster, max_group=2)
+    assert out.failed == 0
+    for run in plan.runs:
+        summary = json.loads((tmp_path / "p" / "runs" / run.run_key / "summary.json").read_text())
+        rec = summary["reproducibility"]
+        assert rec["mode"] == "portable" and rec["cpu_capability"] == "AVX2", rec
 
 
 def test_cli_driver_connects_by_address(cluster: str, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import sys
 import typer
 from typer.exceptions import TyperException
 
+from sparseflow.cli.interrupts import MESSAGE, Interrupted, handled
 from sparseflow.errors import SparseflowError, os_error_message
 
 app = typer.Typer(
@@ -57,25 +58,41 @@ def fail_os(exc: OSError) -> None:
     fail(os_error_message(exc))
 
 
+def interrupted(exit_code: int) -> None:
+    """Print the one interrupt line and exit with ``exit_code`` (130 SIGINT, 143 SIGTERM)."""
+    print(MESSAGE, file=sys.stderr)
+    raise SystemExit(exit_code)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; input errors exit 2 with one line, Ctrl-C exits 130."""
-    try:
-        app(args=argv, standalone_mode=False)
-    except SparseflowError as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail_os(exc)
-    except typer.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except typer.Abort:
-        print("aborted", file=sys.stderr)
-        raise SystemExit(130) from None
-    except TyperException as exc:  # usage errors: unknown option, missing argument, ...
-        ctx = getattr(exc, "ctx", None)
-        if type(exc).__name__ == "NoArgsIsHelpError":  # typer already printed the help
-            raise SystemExit(0) from None
-        cmd = ctx.command_path if ctx is not None else "sparseflow"
-        fail(f"{exc.format_message()} (see `{cmd} --help`)")
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume", file=sys.stderr)
-        raise SystemExit(130) from None
+    """Run the CLI; input errors exit 2 with one line; SIGINT / SIGTERM exit 130 / 143 with
+    one line (see ``cli/interrupts.py``)."""
+    with handled():
+        try:
+            # standalone_mode=False: typer returns the exit code of a typer.Exit (and turns a
+            # KeyboardInterrupt into a returned 130) instead of exiting; dropping it would
+            # report an interrupted command as a success.
+            code = app(args=argv, standalone_mode=False)
+        except Interrupted as exc:
+            interrupted(exc.exit_code)
+        except SparseflowError as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail_os(exc)
+        except typer.Exit as exc:
+            raise SystemExit(exc.exit_code) from None
+        except typer.Abort:
+            print("aborted", file=sys.stderr)
+            raise SystemExit(130) from None
+        except TyperException as exc:  # usage errors: unknown option, missing argument, ...
+            ctx = getattr(exc, "ctx", None)
+            if type(exc).__name__ == "NoArgsIsHelpError":  # typer already printed the help
+                raise SystemExit(0) from None
+            cmd = ctx.command_path if ctx is not None else "sparseflow"
+            fail(f"{exc.format_message()} (see `{cmd} --help`)")
+        except KeyboardInterrupt:  # raised by code, not by our handler
+            interrupted(130)
+    if code == 130:  # a KeyboardInterrupt that typer caught
+        interrupted(130)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        raise SystemExit(code)

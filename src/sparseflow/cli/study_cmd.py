@@ -124,28 +124,37 @@ def run_cmd(
 @study_app.command("status")
 def status_cmd(directory: Path = typer.Argument(..., help="Study directory.")) -> None:
     """Runs by status, and the errors of failed runs."""
-    from sparseflow.store import StudyStore
+    from sparseflow.store import StudyStore, driver_alive
 
     console = Console()
     with StudyStore(directory, readonly=True) as store:
         info = store.study_info() or {}
         counts = store.counts()
-        total = sum(counts.values())
-        console.print(f"study {info.get('name', '?')} in {directory}: {total} runs")
-        table = Table()
-        table.add_column("status")
-        table.add_column("runs", justify="right")
-        for status, n in counts.items():
-            table.add_row(status, str(n))
-        console.print(table)
-        for rec in store.runs("failed")[:20]:
-            console.print(f"[red]failed[/] {rec.run_key} {rec.cell}: {rec.error}")
+        failed = store.runs("failed")[:20]
         damaged = store.damaged_runs()
-        for key, problem in damaged[:20]:
-            console.print(f"[red]damaged[/] {key}: {problem}", soft_wrap=True)
-        if damaged:
-            console.print(f"{len(damaged)} finished runs need training again; `sparseflow study "
-                          f"run SPEC --dir {directory}` does it")
+    if counts["running"] and driver_alive(directory) is False:
+        # No driver holds the study: those runs lost theirs (killed, crashed); the next
+        # `study run` marks them interrupted and resumes them. Shown as they are.
+        counts["interrupted"] += counts["running"]
+        counts["running"] = 0
+    total = sum(counts.values())
+    console.print(f"study {info.get('name', '?')} in {directory}: {total} runs")
+    table = Table()
+    table.add_column("status")
+    table.add_column("runs", justify="right")
+    for status, n in counts.items():
+        table.add_row(status, str(n))
+    console.print(table)
+    if counts["interrupted"]:
+        console.print(f"{counts['interrupted']} interrupted runs resume from their last "
+                      "checkpoint: run the same `sparseflow study run` again")
+    for rec in failed:
+        console.print(f"[red]failed[/] {rec.run_key} {rec.cell}: {rec.error}")
+    for key, problem in damaged[:20]:
+        console.print(f"[red]damaged[/] {key}: {problem}", soft_wrap=True)
+    if damaged:
+        console.print(f"{len(damaged)} finished runs need training again; `sparseflow study "
+                      f"run SPEC --dir {directory}` does it")
 
 
 @study_app.command("export")

@@ -245,7 +245,8 @@ def summary_items(study: StudyData, table: PValueTable) -> list[tuple[str, str]]
     return [
         ("study", study.name),
         ("runs", f"{sum(c.values())} in the plan: {c['finished']} finished, {c['failed']} failed, "
-                 f"{c['running']} running, {c['planned']} not started"),
+                 f"{c['running']} running, {c['interrupted']} interrupted, "
+                 f"{c['planned']} not started"),
         ("diverged", _diverged(done)),
         ("training time", f"{human_duration(total)} in total, {human_duration(mean)} per "
                           "finished run (mean)"),

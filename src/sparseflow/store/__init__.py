@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sparseflow.store.errors import StoreError, StudyBusyError, StudyMismatchError
 from sparseflow.store.export import COLUMN_DOCS, FORMATS
-from sparseflow.store.lock import StudyLock
+from sparseflow.store.lock import StudyLock, driver_alive
 from sparseflow.store.records import STATUSES, PlannedRun, RunRecord
 from sparseflow.store.rundir import RunOutputs, read_run_outputs
 from sparseflow.store.schema import SCHEMA_VERSION
@@ -31,5 +31,6 @@ __all__ = [
     "StudyLock",
     "StudyMismatchError",
     "StudyStore",
+    "driver_alive",
     "read_run_outputs",
 ]

@@ -27,7 +27,7 @@ COLUMN_DOCS: dict[str, str] = {
     "sparse_width": "width of the sparse network of the run's SC-SDC pair",
     "dense_width": "width of the dense network of the pair (a dense run's own width)",
     "seed": "replicate seed",
-    "status": "planned | running | finished | failed",
+    "status": "planned | running | interrupted | finished | failed",
     "test_accuracy": "final test accuracy (fraction, 0-1)",
     "test_loss": "final test cross-entropy",
     "val_accuracy": "final validation accuracy (fraction)",

@@ -8,8 +8,9 @@ from typing import Any
 
 from sparseflow.store.errors import StoreError
 
-#: Every status a run can have, in lifecycle order.
-STATUSES: tuple[str, ...] = ("planned", "running", "finished", "failed")
+#: Every status a run can have, in lifecycle order. 'interrupted': its driver stopped (a signal,
+#: or it died) while the run trained; the next ``study run`` resumes it from its checkpoint.
+STATUSES: tuple[str, ...] = ("planned", "running", "interrupted", "finished", "failed")
 KINDS: tuple[str, ...] = ("sparse", "dense")
 
 

@@ -33,7 +33,7 @@ from urllib.parse import quote
 from sparseflow.store.errors import StoreCorruptError, StoreError
 
 #: The schema version this code writes; a store with a newer one is refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0
 #: SQLite's primary result codes for a damaged file.
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
@@ -101,9 +101,31 @@ CREATE TABLE gradflow (
 );
 """
 
+
+
+def _v2(conn: sqlite3.Connection) -> None:
+    """Status 'interrupted'. SQLite cannot change a CHECK constraint in place: rebuild ``runs``
+    (SQLite's documented procedure; ``migrate`` turns foreign keys off around it, or dropping
+    the old table would cascade to the metric rows)."""
+    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' "
+                          "AND name = 'runs'").fetchone()
+    old = "'planned', 'running', 'finished', 'failed'"
+    if old not in sql:
+        raise StoreError("unexpected runs table in the store; cannot migrate it")
+    new = sql.replace(old, "'planned', 'running', 'interrupted', 'finished', 'failed'")
+    conn.execute(new.replace("CREATE TABLE runs", "CREATE TABLE runs_v2", 1))
+    conn.execute("INSERT INTO runs_v2 SELECT * FROM runs")
+    conn.execute("DROP TABLE runs")
+    conn.execute("ALTER TABLE runs_v2 RENAME TO runs")
+    conn.execute("CREATE INDEX runs_status ON runs (status)")
+    if conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+        raise StoreError("the store's metric rows do not match its runs; cannot migrate it")
+
+
 #: Migration to version ``v`` (applied in order, each in the opening transaction).
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: lambda conn: _script(conn, _V1),
+    2: _v2,
 }
 
 
@@ -205,6 +227,7 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
     version = _checked(conn, path)
     if version == SCHEMA_VERSION:
         return
+    conn.execute("PRAGMA foreign_keys = OFF")  # a no-op inside a transaction: set it before
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = _checked(conn, path)  # another process may have migrated meanwhile
@@ -217,6 +240,8 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
 
 
 def _checked(conn: sqlite3.Connection, path: Path) -> int:

@@ -288,6 +288,16 @@ class StudyStore:
             return c.execute("UPDATE runs SET status = 'planned', started_at = NULL "
                              "WHERE status = 'running'").rowcount
 
+    def mark_interrupted(self, run_keys: Iterable[str] | None = None) -> int:
+        """Runs still 'running' (of ``run_keys``, or all of them) become 'interrupted': their
+        driver stopped or died while they trained. Returns how many changed."""
+        with self._write() as c:
+            if run_keys is None:
+                return c.execute("UPDATE runs SET status = 'interrupted' "
+                                 "WHERE status = 'running'").rowcount
+            return sum(c.execute("UPDATE runs SET status = 'interrupted' WHERE run_key = ? "
+                                 "AND status = 'running'", (key,)).rowcount for key in run_keys)
+
     def reset_failed(self) -> int:
         """Failed runs go back to 'planned' (to retry them); returns how many."""
         with self._write() as c:

@@ -1,6 +1,13 @@
 """Running a study: the driver plans, groups same-shape runs, schedules the groups on a
 backend (in-process, a local process pool, or a Ray cluster) and is the one writer of the store.
-Idempotent: finished runs are skipped, interrupted ones resume."""
+Idempotent: finished runs are skipped, interrupted ones resume.
+
+Stopping early (an exception such as a SIGINT/SIGTERM interrupt, ``fail_fast``, a dead worker):
+the backend stops its workers at once (they write only atomic files, so a run stopped
+mid-epoch resumes from its last checkpoint), then the runs they were training are marked
+'interrupted', all before the study lock is released. Nothing is recorded as finished that a
+worker did not finish.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sparseflow.config.schema import ExperimentConfig
 from sparseflow.errors import ConfigError
 from sparseflow.store import DB_NAME, StudyBusyError, StudyLock, StudyStore
 from sparseflow.store.rundir import FINAL, SUMMARY
@@ -22,6 +30,7 @@ from sparseflow.studies.grouping import RunGroup, group_runs
 from sparseflow.studies.plan import Plan
 from sparseflow.studies.preflight import check_compatible, meanings, preflight
 from sparseflow.studies.worker import Outcome, execute_group, init_worker
+from sparseflow.train.vectorized import GROUPS_DIR, group_id
 
 RUNS = "runs"
 EXECUTORS = ("local", "ray")
@@ -93,8 +102,30 @@ def pool_backend(groups: list[RunGroup], runs_dir: str, started: Started, *, job
                             yield Outcome(key, False, error=f"worker process died: {exc}")
                         raise WorkerDied(str(exc)) from None
         finally:
-            for fut in pending:
-                fut.cancel()
+            if pending:  # stopped early: do not wait for the groups in flight to finish
+                _stop_workers(pool)
+
+
+#: Seconds a stopped worker gets to exit before it is killed.
+STOP_GRACE_S = 10.0
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker processes now and wait for them to be gone.
+
+    The pool then marks every pending future broken itself; futures are not cancelled first
+    (Python 3.11's pool raises InvalidStateError in its manager thread on a cancelled one).
+    """
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(STOP_GRACE_S)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(STOP_GRACE_S)
+    pool.shutdown(wait=True)
 
 
 def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
@@ -170,7 +201,7 @@ def _run(plan: Plan, study_dir: Path, jobs: int, fail_fast: bool, vectorize: str
         store.record_variants(meanings(plan))
         store.add_planned(plan.runs)
         store.record_plan(r.run_key for r in plan.runs)
-        store.reset_stale()
+        store.mark_interrupted()  # we hold the lock: rows still 'running' lost their driver
         # runs finished on disk after a driver died before recording them (or a lost store)
         recorded = store.reconcile()
         if fresh:
@@ -178,19 +209,34 @@ def _run(plan: Plan, study_dir: Path, jobs: int, fail_fast: bool, vectorize: str
                  "recorded)")
         _retrain_damaged(store, [r.run_key for r in plan.runs], note)
         status = {r.run_key: r.status for r in store.runs()}
-        todo = [r for r in plan.runs if status.get(r.run_key) != "finished"]
-        groups = group_runs(todo, vectorize=vectorize, max_group=max_group)
+        todo = {r.run_key for r in plan.runs if status.get(r.run_key) != "finished"}
+        # Groups are formed over the whole plan, so a group stopped after some of its members
+        # finished is the same group again and resumes from its checkpoint (bitwise); its
+        # finished members are skipped by the worker.
+        groups = [g for g in group_runs(plan.runs, vectorize=vectorize, max_group=max_group)
+                  if any(k in todo for k in g.keys)]
+        runs_dir = study_dir / RUNS
+        prune_group_checkpoints(runs_dir, groups, todo)
         outcome = StudyOutcome(planned=len(plan.runs), skipped=len(plan.runs) - len(todo),
                                finished=0, failed=0, groups=len(groups), notes=notes)
         if on_start:
             on_start(len(plan.runs), outcome.skipped)
-        runs_dir = str(study_dir / RUNS)
-        # closing(): the backend stops its workers before the lock is released.
-        stream = _backend(groups, runs_dir, store.mark_running, executor, address, jobs)
-        with contextlib.closing(iter(stream)) as stream:
-            try:
+        in_flight: set[str] = set()  # handed to a worker, no outcome yet
+
+        def started(key: str) -> None:
+            if key in todo:
+                store.mark_running(key)
+                in_flight.add(key)
+
+        try:
+            # closing(): the backend stops its workers before the lock is released.
+            stream = _backend(groups, str(runs_dir), started, executor, address, jobs)
+            with contextlib.closing(iter(stream)) as stream:
                 for out in stream:
+                    if out.run_key not in in_flight:
+                        continue  # a finished member of a resumed group
                     out = _record(store, out)
+                    in_flight.discard(out.run_key)
                     outcome.finished += out.ok
                     outcome.failed += not out.ok
                     if on_outcome:
@@ -198,9 +244,34 @@ def _run(plan: Plan, study_dir: Path, jobs: int, fail_fast: bool, vectorize: str
                     if fail_fast and not out.ok:
                         outcome.aborted = True
                         break
-            except WorkerDied:
-                outcome.aborted = True
+        except WorkerDied:
+            outcome.aborted = True
+        finally:
+            # The workers are stopped by now; what they were handed did not finish.
+            store.mark_interrupted(in_flight)
+            with contextlib.suppress(OSError):  # only when empty: no group left to resume
+                (runs_dir / GROUPS_DIR).rmdir()
         return outcome
+
+
+def prune_group_checkpoints(runs_dir: Path, groups: list[RunGroup], todo: set[str]) -> int:
+    """Delete the group checkpoints (and torn temporary files) under ``runs_dir`` that none of
+    ``groups`` can resume from; returns how many. A group resumes from the checkpoint of all
+    its members, or of its unfinished ones (what it trained when some had finished before)."""
+    folder = runs_dir / GROUPS_DIR
+    if not folder.is_dir():
+        return 0
+    keep = set()
+    for group in groups:
+        if len(group.runs) > 1:
+            cfgs = [ExperimentConfig.model_validate(r.config) for r in group.runs]
+            keep.add(f"{group_id(cfgs)}.pt")
+            rest = [c for c, r in zip(cfgs, group.runs, strict=True) if r.run_key in todo]
+            keep.add(f"{group_id(rest)}.pt")
+    stale = [p for p in folder.iterdir() if p.is_file() and p.name not in keep]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
 
 
 def _record(store: StudyStore, out: Outcome) -> Outcome:

@@ -30,6 +30,8 @@ MAX_RETRIES = 3
 #: Groups in flight per cluster CPU: enough to keep every CPU busy while results travel back,
 #: few enough that a 10,000-run study is not submitted at once.
 IN_FLIGHT_PER_CPU = 2
+#: Seconds the driver waits for cancelled tasks to end before it lets go of the study.
+CANCEL_WAIT_S = 30.0
 
 #: What a task runs on its group: ``(items, runs_dir) -> outcomes``.
 Execute = Callable[[list[tuple[str, dict[str, Any]]], str], list[Outcome]]
@@ -122,6 +124,18 @@ def _run_group(execute: Execute, items: list[tuple[str, dict[str, Any]]],
     return execute(items, runs_dir)
 
 
+def _runtime_env() -> dict[str, Any]:
+    """With ``SPARSEFLOW_PORTABLE`` set for the driver, tasks run in workers started with the
+    same pinned CPU code paths, whatever environment the nodes' ``ray start`` had (the
+    variables must be there before the worker's first tensor operation)."""
+    from sparseflow._portable import PORTABLE_ENV, portable_requested
+
+    if not portable_requested():
+        return {}
+    env = {k: os.environ.get(k, v) for k, v in PORTABLE_ENV.items()}
+    return {"runtime_env": {"env_vars": {"SPARSEFLOW_PORTABLE": "1", **env}}}
+
+
 def _error_text(exc: Exception) -> str:
     """One line for the store: the exception a task raised, or the system failure."""
     cause = getattr(exc, "cause", None)  # RayTaskError wraps the task's own exception
@@ -147,8 +161,8 @@ def ray_backend(groups: list[RunGroup], runs_dir: str, started: Started, *,
     # Workers may run elsewhere, in another working directory: hand them an absolute path.
     runs_dir = str(Path(runs_dir).resolve())
     owned = _connect(ray, address, num_cpus)
-    task = ray.remote(num_cpus=TASK_CPUS, max_retries=MAX_RETRIES,
-                      retry_exceptions=False)(_run_group)
+    task = ray.remote(num_cpus=TASK_CPUS, max_retries=MAX_RETRIES, retry_exceptions=False,
+                      **_runtime_env())(_run_group)
     limit = max(1, IN_FLIGHT_PER_CPU * int(ray.cluster_resources().get("CPU", 1)))
     queue = list(reversed(groups))
     pending: dict[Any, RunGroup] = {}  # ObjectRef -> its group
@@ -169,8 +183,13 @@ def ray_backend(groups: list[RunGroup], runs_dir: str, started: Started, *,
             yield from outcomes
     finally:
         # The driver stopped early (fail-fast, an interrupt): stop the tasks it no longer
-        # waits for; their runs resume from their checkpoints next time.
+        # waits for, killing their worker processes (force: a task deep in a batched group
+        # would otherwise finish its group first), and wait until they are gone, so that no
+        # task still writes a run directory once the study is released. Their runs resume
+        # from their checkpoints next time.
         for ref in pending:
-            ray.cancel(ref)
+            ray.cancel(ref, force=True)
+        if pending:
+            ray.wait(list(pending), num_returns=len(pending), timeout=CANCEL_WAIT_S)
         if owned:
             ray.shutdown()

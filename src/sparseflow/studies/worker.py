@@ -34,10 +34,15 @@ class Outcome:
 
 
 def init_worker(threads: int) -> None:
-    """Pool initializer: bound intra-op threads, die with the driver (Linux), fill registries."""
+    """Pool initializer: bound intra-op threads, die with the driver (Linux), leave Ctrl-C to
+    the driver, fill registries."""
     import torch
 
     torch.set_num_threads(max(1, threads))
+    # A terminal's Ctrl-C reaches the whole process group: the driver alone handles it (it
+    # stops the workers and marks their runs interrupted); a worker that raised
+    # KeyboardInterrupt would instead hand back a traceback as if its run had failed.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         # A worker must not outlive a killed driver: a new driver could then start the same
         # run directory while the orphan still writes it.

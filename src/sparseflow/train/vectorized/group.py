@@ -4,7 +4,10 @@ directories — the same files, the same content (to float rounding) as K separa
 Each member is built exactly as a separate run builds it (:func:`~sparseflow.train.build_run`:
 same init, mask, init policy, generators and probe set), then the K models are stacked. The
 group checkpoints after every epoch to ``<root>/_groups/<id>.pt``; an interrupted group resumes
-from there when it is run again as the same group (run alone, its members restart).
+from there when it is run again as the same group (run alone, its members restart). A group
+stopped while it wrote its members' results (some finished, some not) finishes the others from
+that checkpoint, so they are bitwise what the uninterrupted group gives; the checkpoint is
+removed once every member has finished.
 """
 
 from __future__ import annotations
@@ -54,6 +57,14 @@ def group_id(cfgs: Sequence[ExperimentConfig]) -> str:
     """Identifies a group by its members (order included)."""
     keys = [f"{config_id(c)}-s{c.seed}" for c in cfgs]
     return hashlib.sha256(json.dumps(keys).encode()).hexdigest()[:16]
+
+
+GROUPS_DIR = "_groups"
+
+
+def group_checkpoint(root: str | Path, cfgs: Sequence[ExperimentConfig]) -> Path:
+    """Where the group of ``cfgs`` (in this order) checkpoints under ``root``."""
+    return Path(root) / GROUPS_DIR / f"{group_id(cfgs)}.pt"
 
 
 def shape_key(config: dict[str, Any]) -> str:
@@ -185,11 +196,20 @@ def _run_group(cfgs: list[ExperimentConfig], root: str | Path,
     results: dict[int, RunResult] = {i: RunResult(d, "already_finished", read_summary(d))
                                      for i, d in enumerate(dirs) if is_finished(d)}
     todo = [i for i in range(len(cfgs)) if i not in results]
-    if data is None and todo:
+    whole = group_checkpoint(root, cfgs)
+    if not todo:
+        whole.unlink(missing_ok=True)  # stopped after its last result, before removing it
+        return [results[i] for i in range(len(cfgs))]
+    if data is None:
         data = load_data(cfgs[0].data)
-    if len(todo) == 1:
+    if len(todo) < len(cfgs) and whole.is_file():
+        # Stopped while writing its members' results: the whole group resumes from its
+        # checkpoint and only the unfinished members are written (bitwise as uninterrupted).
+        results.update(zip(todo, _train(cfgs=cfgs, dirs=dirs, root=root, data=data,
+                                        write=todo), strict=True))
+    elif len(todo) == 1:
         results[todo[0]] = run_experiment(cfgs[todo[0]], root, data=data)
-    elif todo:
+    else:
         results.update(zip(todo, _train(cfgs=[cfgs[i] for i in todo],
                                         dirs=[dirs[i] for i in todo], root=root, data=data),
                            strict=True))
@@ -197,13 +217,15 @@ def _run_group(cfgs: list[ExperimentConfig], root: str | Path,
 
 
 def _train(*, cfgs: list[ExperimentConfig], dirs: list[Path], root: Path,
-           data: DataBundle) -> list[RunResult]:
+           data: DataBundle, write: list[int] | None = None) -> list[RunResult]:
+    """Train the group ``cfgs``; write the results of members ``write`` (default: all)."""
+    write = list(range(len(cfgs))) if write is None else write
     built = [build_run(c, data) for c in cfgs]
     data = built[0].data  # on the run's device
     state = _group_state(cfgs, built)
-    for cfg, b, d in zip(cfgs, built, dirs, strict=True):
-        _write_start(d, cfg, b)
-    ckpt = root / "_groups" / f"{group_id(cfgs)}.pt"
+    for k in write:
+        _write_start(dirs[k], cfgs[k], built[k])
+    ckpt = group_checkpoint(root, cfgs)
     resumed = ckpt.is_file()
     if resumed:
         try:
@@ -230,7 +252,6 @@ def _train(*, cfgs: list[ExperimentConfig], dirs: list[Path], root: Path,
 
     loop.fit(state, data, decay_names=decay,
              probe_fn=_probe_fn(state, cfgs[0], data, names), on_epoch=on_epoch)
-    results = [_finish(state, k, c, b, data, d, resumed)
-               for k, (c, b, d) in enumerate(zip(cfgs, built, dirs, strict=True))]
+    results = [_finish(state, k, cfgs[k], built[k], data, dirs[k], resumed) for k in write]
     ckpt.unlink(missing_ok=True)
     return results
