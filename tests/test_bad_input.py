@@ -14,25 +14,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sparseflow.cli import main
 from sparseflow.config import load_config
 from sparseflow.config.yaml_load import MAX_NODES, load_yaml_text
 from sparseflow.errors import ConfigError, OutputError, check_output_dir
 from sparseflow.models.build import available_memory, check_fits, meta_model, parameter_count
 
 from tests.conftest import tiny
+from tests.test_cli import _run as run_cli
 from tests.test_studies_plan import spec_dict
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    _, err = capsys.readouterr()
+    code, _, err = run_cli(argv, capsys)
     return code, err
 
 

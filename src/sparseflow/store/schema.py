@@ -224,13 +224,13 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
     Reads first and writes only when something is missing, so opening an up-to-date store
     (e.g. ``study status`` while the driver runs) takes no write lock.
     """
-    version = _checked(conn, path)
+    version = checked_version(conn, path)
     if version == SCHEMA_VERSION:
         return
     conn.execute("PRAGMA foreign_keys = OFF")  # a no-op inside a transaction: set it before
     conn.execute("BEGIN IMMEDIATE")
     try:
-        version = _checked(conn, path)  # another process may have migrated meanwhile
+        version = checked_version(conn, path)  # another process may have migrated meanwhile
         for target in range(version + 1, SCHEMA_VERSION + 1):
             MIGRATIONS[target](conn)
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -244,7 +244,8 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute("PRAGMA foreign_keys = ON")
 
 
-def _checked(conn: sqlite3.Connection, path: Path) -> int:
+def checked_version(conn: sqlite3.Connection, path: Path) -> int:
+    """The stored schema version; a damaged file or one newer than this sparseflow raises."""
     try:
         version = stored_version(conn)
     except sqlite3.DatabaseError as exc:

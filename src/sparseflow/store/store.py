@@ -33,11 +33,11 @@ from sparseflow.store.rundir import damage, mismatch, read_run_outputs
 from sparseflow.store.schema import (
     SCHEMA_VERSION,
     check_integrity,
+    checked_version,
     connect,
     corrupt,
     database_error,
     migrate,
-    stored_version,
 )
 
 DB_NAME, RUNS_DIR = "study.sqlite", "runs"
@@ -93,7 +93,7 @@ class StudyStore:
         if not self.readonly:
             migrate(conn, self.path)
         else:
-            migrate_needed = _version(conn, self.path) != SCHEMA_VERSION
+            migrate_needed = checked_version(conn, self.path) != SCHEMA_VERSION
             if migrate_needed:  # empty, or older: only a writer may create or migrate
                 raise missing
         if not self.readonly or self.path.stat().st_size <= READER_CHECK_MAX_BYTES:
@@ -457,17 +457,6 @@ class StudyStore:
 
     def __repr__(self) -> str:
         return f"StudyStore({str(self.study_dir)!r})"
-
-
-def _version(conn: sqlite3.Connection, path: Path) -> int:
-    try:
-        version = stored_version(conn)
-    except sqlite3.DatabaseError as exc:
-        raise database_error(path, exc) from exc
-    if version > SCHEMA_VERSION:
-        raise StoreError(f"{path} has store schema version {version}, newer than this "
-                         f"sparseflow supports ({SCHEMA_VERSION}); upgrade sparseflow")
-    return version
 
 
 def set_aside(study_dir: str | Path) -> Path | None:
