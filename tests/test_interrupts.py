@@ -295,3 +295,31 @@ def test_version_1_store_migrates_keeping_its_rows(tmp_path: Path) -> None:
         assert store._connection().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     with pytest.raises(StoreError, match="unknown run status"):
         StudyStore(tmp_path, create=False).runs("stopped")
+
+
+_REPRODUCE = """
+import sys
+from pathlib import Path
+import sparseflow.presets as presets
+presets.preset_path = lambda name, scale="cpu": Path(sys.argv[1])  # a tiny study as the preset
+from sparseflow.cli import main
+main(["reproduce", "bn", "--dir", sys.argv[2], "--jobs", "2"])
+"""
+
+
+def test_sigterm_on_reproduce_stops_and_marks(tmp_path: Path) -> None:
+    """`sparseflow reproduce` (here with a tiny study in place of the preset file) goes through
+    the same handler: exit 143, the one line, no run left running, no worker left alive."""
+    _, path = _study_spec(tmp_path)
+    study = tmp_path / "study"
+    proc = subprocess.Popen([sys.executable, "-c", _REPRODUCE, str(path), str(study)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    _wait_for(_training(study), proc, "training never got under way")
+    children = _children(proc.pid)
+    rc, err = _stop(proc, signal.SIGTERM)
+    assert rc == 143 and err == [MESSAGE], (rc, err)
+    assert _gone_soon(children), "a child process of the driver outlived it"
+    with StudyStore(study, readonly=True) as store:
+        statuses = {r.status for r in store.runs()}
+    assert "running" not in statuses and "interrupted" in statuses
+    assert not (study / "report").exists()  # no report of an unfinished study
