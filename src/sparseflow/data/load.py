@@ -16,7 +16,7 @@ from sparseflow.registry import DATASETS
 DEFAULT_NUM_SAMPLES: int = DataConfig.model_fields["num_samples"].default
 
 
-def _check_num_samples(cfg: DataConfig) -> None:
+def check_num_samples(cfg: DataConfig) -> None:
     """Only generated datasets (registered with ``num_samples=True``) take num_samples."""
     if cfg.num_samples != DEFAULT_NUM_SAMPLES and not DATASETS.meta(cfg.name).get("num_samples"):
         takers = [n for n in DATASETS.names() if DATASETS.meta(n).get("num_samples")]
@@ -44,7 +44,7 @@ def load_data(cfg: DataConfig) -> DataBundle:
     """
     raw: RawData = DATASETS.get(cfg.name)(cfg)
     # After loading: a missing or corrupt dataset is the more basic problem, reported first.
-    _check_num_samples(cfg)
+    check_num_samples(cfg)
     train_idx, val_idx = split_indices(len(raw.x_train), cfg.val_fraction, cfg.split_seed,
                                        cfg.train_subset)
     x_tr, y_tr = raw.x_train[train_idx], raw.y_train[train_idx]

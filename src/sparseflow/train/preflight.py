@@ -11,7 +11,7 @@ import torch
 
 from sparseflow.config.schema import ExperimentConfig
 from sparseflow.data import DataBundle, load_data
-from sparseflow.data.load import DEFAULT_NUM_SAMPLES, _check_num_samples
+from sparseflow.data.load import DEFAULT_NUM_SAMPLES, check_num_samples
 from sparseflow.errors import ConfigError
 from sparseflow.models.build import available_memory, check_fits, meta_model, parameter_count
 from sparseflow.prunable import prunable_parameters
@@ -84,7 +84,7 @@ def preflight(cfg: ExperimentConfig, *, training: bool = True) -> DataBundle:
     problems: list[str] = []
     data_cfg = cfg.data
     try:
-        _check_num_samples(data_cfg)
+        check_num_samples(data_cfg)
     except ConfigError as exc:
         problems.append(str(exc))
         # The datasets that refuse num_samples ignore it: load as if it were removed, to
