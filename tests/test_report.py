@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_hex, to_rgb
 
+from sparseflow import __version__
 from sparseflow.analysis import kendall_table, pvalue_table
 from sparseflow.report import PALETTE, color_at, draw, value_colors
 from sparseflow.report.data import load_study
@@ -137,7 +138,7 @@ def test_kendall_table_shows_abs_tau_and_signs(built: Built) -> None:
 def test_summary_counts_versions_and_statistics(built: Built) -> None:
     page = built.html
     assert "48 in the plan: 48 finished, 0 failed" in page
-    assert "mnist1d" in page and "torch" in page and "sparseflow 0.1.0" in page
+    assert "mnist1d" in page and "torch" in page and f"sparseflow {__version__}" in page
     assert "sparse 40; dense 8, 16" in page
     assert "wilcoxon, one-sided" in page and "correction none" in page
 
