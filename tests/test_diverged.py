@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -264,3 +265,11 @@ def test_export_to_special_files(study: Path, tmp_path: Path, capsys) -> None:
     code, _, err = _run(["study", "report", str(study), "--out", "/dev/null"], capsys)
     assert code == 0, err
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_report_to_a_directory_is_refused_before_drawing(study: Path, tmp_path: Path,
+                                                         capsys) -> None:
+    shutil.rmtree(study / "report", ignore_errors=True)
+    code, _, err = _run(["study", "report", str(study), "--out", str(tmp_path)], capsys)
+    _assert_one_line_error(code, err, "directory")
+    assert not (study / "report").exists()  # no figure was drawn for a refused report

@@ -29,7 +29,10 @@ def report(
 ) -> None:
     """One self-contained HTML report: summary, p-values, figures, Kendall τ, curves."""
     from sparseflow.report import build_report
+    from sparseflow.utils.atomic import check_output_file
 
+    if out is not None:
+        check_output_file(out)  # before the figures are drawn and written
     files = build_report(directory, out=out, metric=metric, rows=rows, cols=cols, cell=cell,
                          test=test, correction=correction, alpha=alpha,
                          all_runs=all_runs)

@@ -54,33 +54,42 @@ def _nonfinite_text(value: float) -> str:
     return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
 
 
-def write_output(path: str | Path, data: bytes) -> Path:
-    """Write a user-named output file (``--out``): atomically when ``path`` is new or a
-    regular file; written through (never replaced) when it is a character device or a FIFO
-    (``/dev/null``, a pipe); refused when it is anything else (a directory, a block device, a
-    socket). Raises :class:`OSError` with the path when the write fails (``/dev/full``: no
-    space) and :class:`IsADirectoryError`/:class:`FileExistsError` for a refused target.
-    """
+def check_output_file(path: str | Path) -> int | None:
+    """The mode of a user-named output file (None: it does not exist yet); refuses, before any
+    work is done, a target :func:`write_output` would refuse: :class:`IsADirectoryError` for a
+    directory, :class:`FileExistsError` for a block device, a socket or the like."""
     dest = Path(path)
     try:
         mode = os.stat(dest).st_mode
     except FileNotFoundError:
-        mode = None
+        return None
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(21, "is a directory; name a file", str(dest))
+    if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+        raise FileExistsError(17, "exists and is neither a regular file, a character device "
+                              "nor a FIFO; name another file", str(dest))
+    return mode
+
+
+def write_output(path: str | Path, data: bytes) -> Path:
+    """Write a user-named output file (``--out``): atomically when ``path`` is new or a
+    regular file; written through (never replaced) when it is a character device or a FIFO
+    (``/dev/null``, a pipe); refused when it is anything else (a directory, a block device, a
+    socket: see :func:`check_output_file`). Raises :class:`OSError` with the path when the
+    write fails (``/dev/full``: no space).
+    """
+    dest = Path(path)
+    mode = check_output_file(dest)
     try:
         if mode is None or stat.S_ISREG(mode):
             atomic_write_bytes(dest, data)
-            return dest
-        if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
-            with open(dest, "wb") as fh:  # a special file is written to, not renamed over
+        else:  # a character device or a FIFO is written to, not renamed over
+            with open(dest, "wb") as fh:
                 fh.write(data)
                 fh.flush()
-            return dest
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror or str(exc), str(dest)) from exc
-    if stat.S_ISDIR(mode):
-        raise IsADirectoryError(21, "is a directory; name a file", str(dest))
-    raise FileExistsError(17, "exists and is neither a regular file, a character device "
-                          "nor a FIFO; name another file", str(dest))
+    return dest
 
 
 def json_safe(obj: Any) -> Any:
