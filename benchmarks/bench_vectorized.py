@@ -20,9 +20,12 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="train.threads of both sides (1: "
+                    "the default, and what each study worker computes with)")
     args = ap.parse_args()
     base = {"data": {"name": "mnist1d"}, "model": {"width": 128, "hidden_layers": 2},
-            "optim": {"name": "adam", "lr": 1e-3}, "train": {"epochs": args.epochs}}
+            "optim": {"name": "adam", "lr": 1e-3},
+            "train": {"epochs": args.epochs, "threads": args.threads}}
     cfgs = [build_config({**base, "seed": s}) for s in range(args.k)]
     data = load_data(cfgs[0].data)
 
@@ -35,7 +38,8 @@ def main() -> None:
             run_experiment(cfg, out, data=data)
 
     tv, ts = side_by_side(vectorized, sequential, args.repeats)
-    report(f"vectorized K={args.k} vs sequential, mnist1d MLP 2x128, {args.epochs} epochs",
+    report(f"vectorized K={args.k} vs sequential, mnist1d MLP 2x128, {args.epochs} epochs, "
+           f"{args.threads} thread(s)",
            f"vectorized group of {args.k}", tv, f"{args.k} sequential runs", ts, "≥ 4x")
 
 
