@@ -30,7 +30,7 @@ from sparseflow.studies.grouping import RunGroup, group_runs
 from sparseflow.studies.plan import Plan
 from sparseflow.studies.preflight import check_compatible, meanings, preflight
 from sparseflow.studies.worker import Outcome, execute_group, init_worker
-from sparseflow.train.vectorized import GROUPS_DIR, group_id
+from sparseflow.train.vectorized import GROUPS_DIR, group_checkpoint
 
 RUNS = "runs"
 EXECUTORS = ("local", "ray")
@@ -265,9 +265,9 @@ def prune_group_checkpoints(runs_dir: Path, groups: list[RunGroup], todo: set[st
     for group in groups:
         if len(group.runs) > 1:
             cfgs = [ExperimentConfig.model_validate(r.config) for r in group.runs]
-            keep.add(f"{group_id(cfgs)}.pt")
+            keep.add(group_checkpoint(runs_dir, cfgs).name)
             rest = [c for c, r in zip(cfgs, group.runs, strict=True) if r.run_key in todo]
-            keep.add(f"{group_id(rest)}.pt")
+            keep.add(group_checkpoint(runs_dir, rest).name)
     stale = [p for p in folder.iterdir() if p.is_file() and p.name not in keep]
     for path in stale:
         path.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ environment, before the first tensor operation of the process, pins all three to
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ def pinned_threads(threads: int) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
+@functools.cache
 def _blas() -> str:
     import torch
 
@@ -55,6 +57,7 @@ def _blas() -> str:
     return info.strip()
 
 
+@functools.cache
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:

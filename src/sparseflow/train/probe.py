@@ -64,6 +64,14 @@ def on_probe_grid(epoch: int, points: int) -> bool:
     return epoch % spacing == 0
 
 
+def is_probe_epoch(epoch: int, epochs: int, points: int, adaptive: bool) -> bool:
+    """Whether to measure after ``epoch``: the fixed schedule (:func:`probe_epochs` of the
+    ``epochs`` cap), or with early stopping (``adaptive``) the coarsening grid."""
+    if adaptive:
+        return on_probe_grid(epoch, points)
+    return epoch in probe_epochs(epochs, points)
+
+
 def select_points(measured: list[int], stop: int, points: int) -> list[int]:
     """The measured epochs nearest to ``i·stop/(points − 1)``, i = 0 … points − 1 (ties go to
     the earlier epoch), without duplicates, in order."""
@@ -90,12 +98,11 @@ class GradFlowProbe(Hook):
             raise ValueError("the fixed/full probe needs probe_x and probe_y")
         self.cfg, self.mask, self.chunk = cfg, mask, chunk
         self.x, self.y = probe_x, probe_y
-        self.adaptive = adaptive
-        self.epochs = set(probe_epochs(epochs, cfg.points))
+        self.adaptive, self.cap = adaptive, epochs
 
     def is_probe_epoch(self, epoch: int) -> bool:
-        """Whether to measure after ``epoch`` (fixed schedule, or the early-stopping grid)."""
-        return on_probe_grid(epoch, self.cfg.points) if self.adaptive else epoch in self.epochs
+        """Whether to measure after ``epoch`` (see :func:`is_probe_epoch`)."""
+        return is_probe_epoch(epoch, self.cap, self.cfg.points, self.adaptive)
 
     # Series kept in state.extra so checkpoints carry it -------------------------------------
     @staticmethod

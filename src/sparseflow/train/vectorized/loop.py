@@ -24,7 +24,7 @@ from sparseflow.gradflow import MEASURES, gradient_flow
 from sparseflow.optim import lr_factor
 from sparseflow.train.divergence import diverged_epoch
 from sparseflow.train.divergence import stop_reason as divergence_reason
-from sparseflow.train.probe import on_probe_grid, probe_epochs
+from sparseflow.train.probe import is_probe_epoch
 from sparseflow.train.vectorized.functional import mlp_forward
 from sparseflow.train.vectorized.state import GroupState
 
@@ -185,7 +185,8 @@ def fit(state: GroupState, data: DataBundle, *, decay_names: list[str],
                     state.step - 1, state.steps_per_epoch, state.epochs, cfg.optim.schedule),
                 "seconds": seconds})
         results = None
-        if probe_fn and _on_schedule(state, cfg):
+        if probe_fn and is_probe_epoch(state.epoch, state.epochs, cfg.gradflow.points,
+                                       es.enabled):
             results = probe_fn(state)
             record_probe(state, results, state.epoch, trained)
         if es.enabled:
@@ -198,14 +199,6 @@ def fit(state: GroupState, data: DataBundle, *, decay_names: list[str],
                 record_probe(state, probe_fn(state), state.epoch, ended)
         state.seconds += time.perf_counter() - t0
         on_epoch(state)
-
-
-def _on_schedule(state: GroupState, cfg: Any) -> bool:
-    """The probe schedule of :class:`~sparseflow.train.probe.GradFlowProbe`: fixed epochs, or
-    with early stopping the coarsening grid."""
-    if cfg.train.early_stopping.enabled:
-        return on_probe_grid(state.epoch, cfg.gradflow.points)
-    return state.epoch in probe_epochs(state.epochs, cfg.gradflow.points)
 
 
 def _early_stopping(state: GroupState, trained: list[int], val_loss: list[float]) -> None:
