@@ -1,5 +1,5 @@
 """Benchmark 4: study throughput (runs per minute) of the quickstart study with
-`--vectorize auto` vs `--vectorize off` (72 runs, all cores)."""
+`--vectorize auto` vs `--vectorize off` (all cores)."""
 
 from __future__ import annotations
 
