@@ -103,7 +103,7 @@ def run_cmd(
         raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
     plan = _spec_and_plan(spec, max_runs)
     check_output_dir(directory, "--dir")  # before training, not after the first run
-    progress = StudyProgress(console, plan.spec.name)
+    progress = StudyProgress(console, plan.spec.name, plan.runs)
     try:
         outcome = run_study(plan, directory, jobs=jobs, fail_fast=fail_fast,
                             vectorize=vectorize, max_group=max_group, executor=executor,
