@@ -123,3 +123,25 @@ def test_console_entry_point_subprocess(tmp_path: Path) -> None:
     ok = subprocess.run([sys.executable, "-m", "sparseflow", "train", "--dry-run"],
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0 and json.loads(ok.stdout.split("\nid:")[0])["data"]["name"]
+
+
+def test_version_flag(capsys) -> None:
+    import sparseflow
+
+    code, out, err = _run(["--version"], capsys)
+    assert code == 0 and err == ""
+    assert out == f"sparseflow {sparseflow.__version__}\n"
+    proc = subprocess.run([sys.executable, "-m", "sparseflow", "--version"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"sparseflow {sparseflow.__version__}"
+
+
+def test_package_ships_py_typed() -> None:
+    """PEP 561: the marker is in the package directory and in the wheel's package data."""
+    import tomllib
+
+    import sparseflow
+
+    assert (Path(sparseflow.__file__).parent / "py.typed").is_file()
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["sparseflow"]

@@ -17,7 +17,7 @@ CONTRACT = ["run_id", "run_key", "kind", "sparse_width", "dense_width", "seed", 
             "test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_loss",
             "train_accuracy", "egf1", "egf2", "gf1", "gf2", "gf1_masked", "gf2_masked",
             "egf1_per_weight", "egf2_per_weight", "epochs", "duration_s", "error"]
-IDENTITY = ["run_id", "run_key", "kind", "sparse_width", "dense_width", "seed"]
+IDENTITY = ["run_id", "run_key", "kind", "sparse_width", "dense_width", "seed", "pair_id"]
 
 
 def _run(i: int, kind: str, **cell: object) -> PlannedRun:
@@ -49,9 +49,9 @@ def test_results_rows_follow_the_contract(store: StudyStore) -> None:
     columns = list(rows[0])
     assert set(CONTRACT) <= set(columns) and set(columns) <= set(COLUMN_DOCS) | {
         "optim.lr", "optim.name", "variant"}
-    assert columns[:6] == IDENTITY
-    assert columns[6:9] == ["optim.lr", "optim.name", "variant"]  # axes sorted, then metrics
-    assert columns[9] == "status" and columns[-2:] == ["duration_s", "error"]
+    assert columns[:7] == IDENTITY
+    assert columns[7:10] == ["optim.lr", "optim.name", "variant"]  # axes sorted, then metrics
+    assert columns[10] == "status" and columns[-2:] == ["duration_s", "error"]
     assert all(list(r) == columns for r in rows)
     done, failed, running, planned = rows
     assert done["run_id"] == "c0" and done["kind"] == "sparse" and done["epochs"] == 4

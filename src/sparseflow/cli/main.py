@@ -22,6 +22,22 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from sparseflow._version import __version__
+
+        print(f"sparseflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version,
+                                       is_eager=True, help="Print the version and exit.")
+          ) -> None:
+    # Only the global options live here; the commands register below.
+    pass
+
+
 def _register_commands() -> None:
     # Imported here so `sparseflow --help` stays fast and commands register exactly once.
     from sparseflow.cli import (

@@ -38,7 +38,7 @@ def reproduce(
         return
     plan = expand(load_spec(path))
     directory = directory or Path("runs") / f"paper-{name}-{scale}"
-    progress = StudyProgress(console, plan.spec.name)
+    progress = StudyProgress(console, plan.spec.name, plan.runs)
     try:
         outcome = run_study(plan, directory, jobs=jobs, executor=executor, address=address,
                             on_start=progress.start, on_outcome=progress.advance)

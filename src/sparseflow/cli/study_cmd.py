@@ -103,7 +103,7 @@ def run_cmd(
         raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
     plan = _spec_and_plan(spec, max_runs)
     check_output_dir(directory, "--dir")  # before training, not after the first run
-    progress = StudyProgress(console, plan.spec.name)
+    progress = StudyProgress(console, plan.spec.name, plan.runs)
     try:
         outcome = run_study(plan, directory, jobs=jobs, fail_fast=fail_fast,
                             vectorize=vectorize, max_group=max_group, executor=executor,
@@ -161,21 +161,27 @@ def status_cmd(directory: Path = typer.Argument(..., help="Study directory.")) -
 def export_cmd(
     directory: Path = typer.Argument(..., help="Study directory."),
     fmt: str = typer.Option("csv", "--format", help="csv or parquet."),
-    out: Path | None = typer.Option(None, "--out", help="File (default DIR/results.<fmt>)."),
+    table: str = typer.Option("runs", "--table", help="runs: one row per run; metrics: one "
+                              "per run and epoch; gradflow: one per run, probe point and layer."),
+    out: Path | None = typer.Option(None, "--out", help="File (default DIR/results.<fmt> for "
+                                    "runs, DIR/metrics.<fmt>, DIR/gradflow.<fmt>)."),
     all_runs: bool = ALL_RUNS,
 ) -> None:
-    """One row per run of the current plan (--all-runs: every stored run): identity, swept
-    axes, status, metrics, gradient flow."""
-    from sparseflow.store import StudyStore
+    """A table of the current plan's runs (--all-runs: every stored run): by default one row
+    per run (identity, swept axes, status, metrics, gradient flow)."""
+    from sparseflow.store import TABLES, StudyStore
     from sparseflow.store.scope import plan_scope
 
     if fmt not in ("csv", "parquet"):
         raise ConfigError(f"--format must be csv or parquet, not {fmt!r}")
+    if table not in TABLES:
+        raise ConfigError(f"--table must be one of {', '.join(TABLES)}, not {table!r}")
+    name = "results" if table == "runs" else table
     with StudyStore(directory, readonly=True) as store:
         only, note = plan_scope(store, all_runs)
-        path = store.export(out or directory / f"results.{fmt}", fmt, only=only)
+        path = store.export(out or directory / f"{name}.{fmt}", fmt, only=only, table=table)
     _note(note)
-    Console().print(f"wrote {path}")
+    Console().print(f"wrote {path}", soft_wrap=True)
 
 
 def _note(note: str | None) -> None:

@@ -9,20 +9,22 @@ so it survives SIGKILL at any moment; ``export`` writes the ``study export`` tab
 from __future__ import annotations
 
 from sparseflow.store.errors import StoreError, StudyBusyError, StudyMismatchError
-from sparseflow.store.export import COLUMN_DOCS, FORMATS
+from sparseflow.store.export import COLUMN_DOCS, CSV_READ_DTYPES, FORMATS
 from sparseflow.store.lock import StudyLock, driver_alive
 from sparseflow.store.records import STATUSES, PlannedRun, RunRecord
 from sparseflow.store.rundir import RunOutputs, read_run_outputs
 from sparseflow.store.schema import SCHEMA_VERSION
-from sparseflow.store.store import DB_NAME, RUNS_DIR, StudyStore
+from sparseflow.store.store import DB_NAME, RUNS_DIR, TABLES, StudyStore
 
 __all__ = [
     "COLUMN_DOCS",
+    "CSV_READ_DTYPES",
     "DB_NAME",
     "FORMATS",
     "RUNS_DIR",
     "SCHEMA_VERSION",
     "STATUSES",
+    "TABLES",
     "PlannedRun",
     "RunOutputs",
     "RunRecord",

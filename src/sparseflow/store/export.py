@@ -4,6 +4,10 @@ Columns, in a stable order: the identity columns (:data:`IDENTITY`), one column 
 (the dotted keys of the runs' cells, sorted), ``status``, the run's results from its summary
 (:data:`RESULTS`; empty for a run that has not finished) and :data:`TAIL`. :data:`COLUMN_DOCS`
 describes each fixed column (the README's table is drawn from it).
+
+Each fixed column has one type (:data:`TYPES`), written the same way to CSV and to parquet, so
+that pandas reads both files with the same dtypes (``export_series.py`` adds the per-epoch and
+per-probe-point tables, written by the same functions).
 """
 
 from __future__ import annotations
@@ -24,10 +28,14 @@ COLUMN_DOCS: dict[str, str] = {
     "run_id": "config id of the run (hash of its canonical config; run_id in summary.json)",
     "run_key": "'<run_id>-s<seed>', the run directory name under runs/",
     "kind": "'sparse' or 'dense'",
-    "sparse_width": "width of the sparse network of the run's SC-SDC pair",
+    "sparse_width": "width of the sparse network of the run's SC-SDC pair (on a dense run: "
+                    "its pair's; empty for a dense run without a partner)",
     "dense_width": "width of the dense network of the pair (a dense run's own width)",
     "seed": "replicate seed",
-    "status": "planned | running | interrupted | finished | failed",
+    "pair_id": "id of the run's SC-SDC pair, the same on its sparse and its dense run (the "
+               "run_key of the sparse run; pairs are matched as the p-value table matches them: "
+               "same cell, dense width and seed); empty for a run without a partner",
+    "status": "one of planned, running, interrupted, finished, failed",
     "test_accuracy": "final test accuracy (fraction, 0-1)",
     "test_loss": "final test cross-entropy",
     "val_accuracy": "final validation accuracy (fraction)",
@@ -53,7 +61,8 @@ COLUMN_DOCS: dict[str, str] = {
     "duration_s": "training wall-clock seconds (summed over resumed parts)",
     "error": "the failure message of a failed run",
 }
-IDENTITY: tuple[str, ...] = ("run_id", "run_key", "kind", "sparse_width", "dense_width", "seed")
+IDENTITY: tuple[str, ...] = ("run_id", "run_key", "kind", "sparse_width", "dense_width", "seed",
+                             "pair_id")
 RESULTS: tuple[str, ...] = (
     "test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_accuracy", "train_loss",
     "egf1", "egf2", "gf1", "gf2", "gf1_masked", "gf2_masked", "egf1_per_weight",
@@ -64,12 +73,22 @@ TAIL: tuple[str, ...] = ("duration_s", "error")
 FIXED = frozenset((*IDENTITY, "status", *RESULTS, *TAIL))
 FORMATS: tuple[str, ...] = ("csv", "parquet")
 
-# Arrow types of the fixed columns, so an export with no finished run keeps its dtypes.
-_INT = {"sparse_width", "dense_width", "seed", "epochs", "best_epoch", "active_weights",
-        "gradflow_points"}
-_BOOL = {"stopped_early", "diverged"}
-_STR = {"run_id", "run_key", "kind", "status", "error"}
-_FLOATLESS = _INT | _BOOL | _STR
+#: The type of each fixed column: "int", "float", "bool" or "str" (axis columns have none:
+#: their type is inferred from their values). Both formats write a column in its type, so an
+#: export with no finished run keeps its parquet schema.
+TYPES: dict[str, str] = {
+    **dict.fromkeys(("run_id", "run_key", "kind", "pair_id", "status", "error"), "str"),
+    **dict.fromkeys(("sparse_width", "dense_width", "seed", "epochs", "best_epoch",
+                     "active_weights", "gradflow_points"), "int"),
+    **dict.fromkeys(("stopped_early", "diverged"), "bool"),
+}
+TYPES.update({c: "float" for c in FIXED if c not in TYPES})
+#: What ``pandas.read_csv(path, dtype=CSV_READ_DTYPES)`` needs to read the text columns of any
+#: export table as text in every case: a CSV cell has no type, and pandas reads a column
+#: without any value (``error`` when no run failed) as float NaN, and a column of text that
+#: looks like numbers (a run_id of decimal digits) as numbers. Parquet keeps the types.
+CSV_READ_DTYPES: dict[str, str] = {c: "str" for c, kind in TYPES.items() if kind == "str"}
+CSV_READ_DTYPES["layer"] = "str"
 
 
 def axis_columns(records: Iterable[RunRecord]) -> list[str]:
@@ -80,16 +99,53 @@ def axis_columns(records: Iterable[RunRecord]) -> list[str]:
     return sorted({key for r in records for key in r.cell} - FIXED)
 
 
+def _freeze(value: Any) -> Any:
+    """A cell value as a dict key (lists and dicts as their JSON text)."""
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
+
+
+def pairs(records: Sequence[RunRecord]) -> dict[str, RunRecord]:
+    """run_key → the sparse run of its SC-SDC pair, for every run that has a partner.
+
+    A sparse run and a dense run are partners when they agree on every swept axis (the cell,
+    ``variant`` included), the dense width and the seed: the match the p-value table makes
+    (``analysis.tables.pair_up``), here over every run whatever its status. A key with more than
+    one run of a kind pairs none of them (no partner can be chosen)."""
+    axes = axis_columns(records)
+    by_key: dict[tuple[Any, ...], dict[str, list[RunRecord]]] = {}
+    for r in records:
+        key = (r.dense_width, r.seed, *(_freeze(r.cell.get(a)) for a in axes))
+        by_key.setdefault(key, {"sparse": [], "dense": []})[r.kind].append(r)
+    found: dict[str, RunRecord] = {}
+    for group in by_key.values():
+        if len(group["sparse"]) == 1 and len(group["dense"]) == 1:
+            sparse = group["sparse"][0]
+            found[sparse.run_key] = found[group["dense"][0].run_key] = sparse
+    return found
+
+
+def identity(r: RunRecord, axes: Sequence[str], partner: RunRecord | None) -> dict[str, Any]:
+    """The identity columns and axis columns of run ``r`` (``partner``: the sparse run of its
+    pair, which gives a dense run its ``sparse_width``)."""
+    sparse_width = r.sparse_width
+    if sparse_width is None and partner is not None:
+        sparse_width = partner.sparse_width
+    row: dict[str, Any] = {"run_id": r.config_id, "run_key": r.run_key, "kind": r.kind,
+                           "sparse_width": sparse_width, "dense_width": r.dense_width,
+                           "seed": r.seed,
+                           "pair_id": None if partner is None else partner.run_key}
+    row.update({axis: r.cell.get(axis) for axis in axes})
+    return row
+
+
 def result_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
     """One flat dict per run, keys in column order (see the module docstring)."""
     axes = axis_columns(records)
+    partners = pairs(records)
     rows: list[dict[str, Any]] = []
     for r in records:
         summary = r.summary if r.status == "finished" and r.summary else {}
-        row: dict[str, Any] = {"run_id": r.config_id, "run_key": r.run_key, "kind": r.kind,
-                               "sparse_width": r.sparse_width, "dense_width": r.dense_width,
-                               "seed": r.seed}
-        row.update({axis: r.cell.get(axis) for axis in axes})
+        row = identity(r, axes, partners.get(r.run_key))
         row["status"] = r.status
         row.update({key: summary.get(key) for key in RESULTS})
         row["diverged"] = bool(summary.get("diverged", False))
@@ -105,9 +161,12 @@ def result_columns(records: Sequence[RunRecord]) -> list[str]:
 
 
 def write_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: str | Path,
-               fmt: str) -> Path:
+               fmt: str, types: dict[str, str] | None = None) -> Path:
     """Write ``rows`` to ``path`` as ``fmt`` ('csv' or 'parquet'): atomically, or through to
     a special file such as ``/dev/null`` (see :func:`sparseflow.utils.atomic.write_output`).
+
+    ``types`` (default :data:`TYPES`) gives the type of the typed columns; every other column
+    takes the type its values share (text when they share none).
 
     Raises:
         StoreError: an unknown format, or a failed write (naming the path and the reason).
@@ -115,7 +174,9 @@ def write_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: str
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise StoreError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
-    data = _csv_bytes(rows, columns) if fmt == "csv" else _parquet_bytes(rows, columns)
+    types = TYPES if types is None else types
+    data = (_csv_bytes(rows, columns, types) if fmt == "csv"
+            else _parquet_bytes(rows, columns, types))
     try:
         return write_output(path, data)
     except OSError as exc:
@@ -149,34 +210,37 @@ def _numeric(text: str) -> bool:
     return True
 
 
-def _csv_bytes(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> bytes:
+def _csv_bytes(rows: Sequence[dict[str, Any]], columns: Sequence[str],
+               types: dict[str, str]) -> bytes:
+    # Typed columns are coerced as for parquet: an int stored as 3.0 is written "3" (pandas
+    # would read "3.0" as a float), a float stored as 1 is written "1.0".
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell_text(row.get(c)) for c in columns])
+        writer.writerow([_cell_text(_coerce(types[c], row.get(c)) if c in types else row.get(c))
+                         for c in columns])
     return buf.getvalue().encode()
 
 
-def _coerce(column: str, value: Any) -> Any:
-    """A fixed column's value in its Arrow type (ints stored as 3.0 become 3); a float column
-    keeps inf and NaN (Arrow holds them), an int column has none (null)."""
+def _coerce(kind: str, value: Any) -> Any:
+    """A value in its column's type ``kind`` (ints stored as 3.0 become 3); a float column
+    keeps inf and NaN (Arrow holds them), another column has none (null)."""
     if value is None:
         return None
-    if isinstance(value, float) and not math.isfinite(value) and column not in _FLOATLESS:
-        return value
     if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if column in _STR:
+        return value if kind == "float" else None
+    if kind == "str":
         return str(value)
-    if column in _BOOL:
+    if kind == "bool":
         return bool(value)
-    if column in _INT:
+    if kind == "int":
         return int(value)
     return float(value)
 
 
-def _parquet_bytes(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> bytes:
+def _parquet_bytes(rows: Sequence[dict[str, Any]], columns: Sequence[str],
+                   types: dict[str, str]) -> bytes:
     try:
         import pyarrow as pa  # type: ignore[import-untyped]
         import pyarrow.parquet as pq  # type: ignore[import-untyped]
@@ -186,10 +250,10 @@ def _parquet_bytes(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> by
     arrays = {}
     for col in columns:
         values = [row.get(col) for row in rows]
-        if col in FIXED:
-            kind = (pa.string() if col in _STR else pa.bool_() if col in _BOOL
-                    else pa.int64() if col in _INT else pa.float64())
-            arrays[col] = pa.array([_coerce(col, v) for v in values], type=kind)
+        if col in types:
+            kind = {"str": pa.string(), "bool": pa.bool_(), "int": pa.int64(),
+                    "float": pa.float64()}[types[col]]
+            arrays[col] = pa.array([_coerce(types[col], v) for v in values], type=kind)
         else:
             arrays[col] = _axis_array(pa, values)
     sink = pa.BufferOutputStream()

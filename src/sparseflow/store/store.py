@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from sparseflow.store import export as _export
+from sparseflow.store import export_series as _series
 from sparseflow.store.codec import dumps as _dumps
 from sparseflow.store.codec import loads as _loads
 from sparseflow.store.codec import now as _now
@@ -41,6 +42,8 @@ from sparseflow.store.schema import (
 )
 
 DB_NAME, RUNS_DIR = "study.sqlite", "runs"
+#: The tables ``study export --table`` writes (see :meth:`StudyStore.table`).
+TABLES: tuple[str, ...] = ("runs", "metrics", "gradflow")
 _PLAN_COLUMNS = ("run_key", "config_id", "seed", "kind", "sparse_width", "dense_width", "cell",
                  "config")
 _RECORD_COLUMNS = (*_PLAN_COLUMNS, "status", "error", "started_at", "finished_at", "duration_s",
@@ -433,12 +436,52 @@ class StudyStore:
         keep = set(only)
         return [r for r in records if r.run_key in keep]
 
-    def export(self, path: str | Path, fmt: str, only: Collection[str] | None = None) -> Path:
-        """Write :meth:`results` (of ``only``'s runs, if given) to ``path`` as ``fmt`` ('csv'
-        or 'parquet'), atomically."""
+    def table(self, name: str = "runs", only: Collection[str] | None = None
+              ) -> tuple[list[dict[str, Any]], list[str]]:
+        """(rows, columns) of an export table (of ``only``'s runs, if given): ``runs`` (one row
+        per run, :meth:`results`), ``metrics`` (one per run and epoch) or ``gradflow`` (one per
+        run, probe point and layer); see ``export.py`` and ``export_series.py``."""
+        if name not in TABLES:
+            raise StoreError(f"unknown export table {name!r}; tables: {', '.join(TABLES)}")
         records = self._only(only)
-        return _export.write_rows(_export.result_rows(records),
-                                  _export.result_columns(records), path, fmt)
+        if name == "runs":
+            return _export.result_rows(records), _export.result_columns(records)
+        keys = {r.run_key for r in records if r.status == "finished"}
+        if name == "metrics":
+            return _series.metrics_table(records, self._series("metrics", keys))
+        return _series.gradflow_table(records, self._series("gradflow", keys))
+
+    def _series(self, table: str, keys: Collection[str]) -> dict[str, list[dict[str, Any]]]:
+        """run_key → the stored metric rows or gradient-flow points of each run in ``keys``,
+        read in one query."""
+        sql = {"metrics": "SELECT run_key, data FROM metrics ORDER BY run_key, idx",
+               "gradflow": "SELECT run_key, epoch, step, measures, per_layer FROM gradflow "
+                           "ORDER BY run_key, idx"}[table]
+        with self._read() as c:
+            rows = c.execute(sql).fetchall()
+        found: dict[str, list[dict[str, Any]]] = {}
+        for key, *values in rows:
+            if key not in keys:
+                continue
+            what = f"{'metric row' if table == 'metrics' else 'gradient-flow point'} of run {key}"
+            if table == "metrics":
+                item = self._loads(values[0], what)
+            else:
+                epoch, step, measures, per_layer = values
+                item = {"epoch": epoch, "step": step, **self._loads(measures, what),
+                        "per_layer": self._loads(per_layer, what)}
+            found.setdefault(key, []).append(item)
+        return found
+
+    def export(self, path: str | Path, fmt: str, only: Collection[str] | None = None,
+               table: str = "runs") -> Path:
+        """Write the export ``table`` ('runs': :meth:`results`; 'metrics'; 'gradflow'; see
+        :meth:`table`) of ``only``'s runs, if given, to ``path`` as ``fmt`` ('csv' or
+        'parquet'), atomically."""
+        rows, columns = self.table(table, only)
+        types = {"runs": _export.TYPES, "metrics": _series.METRICS_TYPES,
+                 "gradflow": _series.GRADFLOW_TYPES}[table]
+        return _export.write_rows(rows, columns, path, fmt, types)
 
     # Lifetime --------------------------------------------------------------------------------
     def close(self) -> None:
