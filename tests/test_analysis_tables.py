@@ -80,7 +80,8 @@ def table():
 
 def test_pairs_are_matched_by_width_seed_and_every_other_axis(table) -> None:
     assert table.axes == ("model.activation", "optim.lr")
-    assert table.rows == ("adam", "sgd") and table.cols == ("NR", "BN", "DA")
+    assert table.row_values == ("adam", "sgd") and table.col_values == ("NR", "BN", "DA")
+    assert (table.row_axis, table.col_axis) == ("optim.name", "variant")
     for opt in OPTS:
         for var in VARIANTS:
             cell = table.cell(opt, var)
@@ -114,27 +115,35 @@ def test_markdown_bolds_exactly_the_significant_cells(table) -> None:
     assert "n = 24 pairs per cell" in caption
     assert head == "| optim.name | NR | BN | DA |"
     bold = 0
-    for r, line in zip(table.rows, body, strict=False):
+    for r, line in zip(table.row_values, body, strict=False):
         texts = [t.strip() for t in line.strip("|").split("|")][1:]
-        for c, text in zip(table.cols, texts, strict=True):
+        for c, text in zip(table.col_values, texts, strict=True):
             cell = table.cell(r, c)
             assert text.startswith("**") == (cell.p_adjusted <= 0.05)
-            if not math.isnan(cell.p_adjusted):
-                assert text.strip("*") == f"{cell.p_adjusted:.3f}"
+            p_part, *rest = text.split(", ")
+            if not math.isnan(cell.p_adjusted) and cell.p_adjusted >= 0.001:
+                assert p_part.strip("*") == f"p = {cell.p_adjusted:.3f}"
+            assert rest[-1].startswith(f"n={cell.result.n}") or rest[-2] == f"n={cell.result.n}"
             bold += text.startswith("**")
     assert bold == 2  # adam/NR and sgd/BN; adam/BN and sgd/NR are not significant
     assert table.cell("adam", "NR").significant and not table.cell("sgd", "NR").significant
-    assert re.search(r"\| adam \| \*\*0\.000\*\* \| 1\.000 \| n<5 \|", md)
-    assert re.search(r"\| sgd \| 0\.\d{3} \| \*\*0\.\d{3}\*\* \| – \|", md)
+    # adam/NR: p = 2^-24 and every pair won by about 2 points; adam/BN lost by about 2 points.
+    assert re.search(r"\| adam \| \*\*p < 0\.001\*\*, \+1\.9 pts \[\+1\.\d, \+2\.\d\], "
+                     r"n=24 \| p = 1\.000, −1\.9 pts \[−2\.\d, −1\.\d\], n=24 \| "
+                     r"n<5, −0\.40 pts, n=2 \|", md)
+    assert re.search(r"\| sgd \| p = 0\.\d{3}, .*n=24 \| \*\*p < 0\.001\*\*, .*"
+                     r"n=24, 1 dropped \| –, n=0 \|", md)
     assert "- adam / DA: too few pairs (n=2 < 5)" in md
+    assert "- Sparse better in 2 of 4 tested cells, dense better in 1, no clear difference in 1" \
+        in md
 
 
 def test_correction_spans_the_whole_table() -> None:
     raw = pvalue_table(study_rows(), n_resamples=99)
-    ps = [raw.cell(r, c).result.p_value for r in raw.rows for c in raw.cols]
+    ps = [raw.cell(r, c).result.p_value for r in raw.row_values for c in raw.col_values]
     for method in ("holm", "bh"):
         t = pvalue_table(study_rows(), correction=method, n_resamples=99)
-        adj = [t.cell(r, c).p_adjusted for r in t.rows for c in t.cols]
+        adj = [t.cell(r, c).p_adjusted for r in t.row_values for c in t.col_values]
         assert adj == pytest.approx(correct(ps, method), nan_ok=True)
         name = {"holm": "Holm", "bh": "Benjamini–Hochberg"}[method]
         assert f"{name} correction ({method}) across the 4 tested cells" in t.to_markdown()
@@ -160,7 +169,7 @@ def test_loss_is_lower_is_better_and_gives_the_same_answer() -> None:
 def test_orders_records_csv_rich_and_determinism(table) -> None:
     t = pvalue_table(study_rows(), row_order=["sgd", "adam"], col_order=["BN", "NR"],
                      n_resamples=999)  # fmt: skip
-    assert (t.rows, t.cols) == (("sgd", "adam"), ("BN", "NR"))
+    assert (t.row_values, t.col_values) == (("sgd", "adam"), ("BN", "NR"))
     assert [r.split("|")[1].strip() for r in t.to_markdown().splitlines()[4:6]] == ["sgd", "adam"]
     assert t.cell("adam", "NR") == table.cell("adam", "NR")  # same seed per cell
     records = table.to_records()
@@ -174,7 +183,8 @@ def test_orders_records_csv_rich_and_determinism(table) -> None:
     console = Console(file=io.StringIO(), width=200, color_system=None)
     console.print(table.to_rich())
     text = console.file.getvalue()
-    assert table.to_rich().row_count == 2 and "(n=24)" in text and "n<5 (n=2)" in text
+    assert table.to_rich().renderables[0].row_count == 2
+    assert "n=24" in text and "n<5" in text and "n=2" in text and "p < 0.001" in text
 
 
 def test_mannwhitney_uses_every_finished_run_of_the_cell() -> None:
