@@ -407,7 +407,7 @@ def test_summary_sentences_by_hand() -> None:
     assert lines[1].startswith("Largest gap: +2.0 pts [+1.0, +3.0] at optim.name=adam / "
                                "variant=NR (sparse better)")
     assert lines[2] == ("optim.name=adam: sparse better at NR (+2.0 pts); no clear difference "
-                        "at BN (+1.0 pts).")
+                        "(CI includes 0) at BN (+1.0 pts).")
     assert lines[-1] == "Not tested: optim.name=sgd / variant=BN (too few pairs: n=2 < 5)."
     # Nothing testable: one sentence that says why.
     t = _table({("adam", "NR"): _result(0.01, math.nan, math.nan, math.nan, n=2)})

@@ -306,14 +306,14 @@ def summary_lines(table: PValueTable) -> list[str]:
 
 
 def _row_line(table: PValueTable, row: Any, verdicts: dict[tuple[Any, Any], Verdict]) -> str:
-    """"optim.name=adam: dense better at NR (−9.2 pts), BN (−3.9 pts); no clear difference at
-    DA (+0.1 pts)." over the row's tested cells ("" when none was tested)."""
+    """"optim.name=adam: dense better at NR (−9.2 pts), BN (−3.9 pts); no clear difference (CI
+    includes 0) at DA (+0.1 pts)." over the row's tested cells ("" when none was tested)."""
     groups: dict[str, list[str]] = {}
     for col in table.col_values:
         cell, v = table.cells[(row, col)], verdicts[(row, col)]
         if v.word != UNTESTED:
             gap = gap_parts(cell.result, table.metric)[0]
-            groups.setdefault(v.word, []).append(f"{col} ({gap})" if gap else str(col))
+            groups.setdefault(v.text, []).append(f"{col} ({gap})" if gap else str(col))
     if not groups:
         return ""
     parts = [f"{word} at {', '.join(where)}" for word, where in groups.items()]
