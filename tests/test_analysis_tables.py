@@ -392,7 +392,7 @@ def test_summary_sentences_by_hand() -> None:
     assert lines[0].startswith("Dense better in 4 of 4 tested cells, sparse better in none, "
                                "no clear difference in none")
     assert lines[1] == ("Largest gap: −9.2 pts [−11.2, −7.2] at optim.name=adam / "
-                        "variant=NR (dense better).")
+                        "variant=NR; dense better.")
     assert lines[2] == "optim.name=adam: dense better at NR (−9.2 pts), BN (−3.9 pts)."
     assert lines[3] == "optim.name=sgd: dense better at NR (−5.0 pts), BN (−7.0 pts)."
     assert len(lines) == 4
@@ -405,7 +405,7 @@ def test_summary_sentences_by_hand() -> None:
     assert lines[0].startswith("No clear difference in 2 of 3 tested cells, sparse better in 1, "
                                "dense better in none")
     assert lines[1].startswith("Largest gap: +2.0 pts [+1.0, +3.0] at optim.name=adam / "
-                               "variant=NR (sparse better)")
+                               "variant=NR; sparse better")
     assert lines[2] == ("optim.name=adam: sparse better at NR (+2.0 pts); no clear difference "
                         "(CI includes 0) at BN (+1.0 pts).")
     assert lines[-1] == "Not tested: optim.name=sgd / variant=BN (too few pairs: n=2 < 5)."

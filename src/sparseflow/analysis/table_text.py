@@ -257,7 +257,8 @@ def caption_lines(table: PValueTable, style: str = "console") -> list[str]:
         _p_meaning(table.alternative),
         f"Each cell: p{after}; sparse − dense, the mean difference of {table.metric} in "
         f"{unit_words(table.metric)}, with its {pct} bootstrap CI in brackets; n = {what} "
-        "(dropped: pairs with a missing value; div.: diverged runs).",
+        f"(dropped: {'runs' if table.test == 'mannwhitney' else 'pairs'} with a missing value; "
+        "div.: diverged runs).",
         _marks(table, style),
     ]
 
@@ -293,8 +294,8 @@ def summary_lines(table: PValueTable) -> list[str]:
     finite = [c for c in tested if math.isfinite(c.result.diff)]
     if finite:
         big = max(finite, key=lambda c: abs(c.result.diff))
-        lines.append(f"Largest gap: {gap_text(big.result, table.metric)} at {_where(table, big)} "
-                     f"({verdicts[(big.row, big.col)].text}).")
+        lines.append(f"Largest gap: {gap_text(big.result, table.metric)} at {_where(table, big)}; "
+                     f"{verdicts[(big.row, big.col)].text}.")
     if len(table.row_values) > 1 and len(table.col_values) > 1:
         lines += [_row_line(table, r, verdicts) for r in table.row_values]
     if untested:
