@@ -463,3 +463,15 @@ def test_console_fits_80_columns_and_keeps_every_number_whole(table) -> None:
         gap, ci = tt.gap_parts(cell.result, t.metric)
         assert re.search(rf"│ adam +│ {cell.col} +│ .*{re.escape(gap)} │ +{re.escape(ci)} │",
                          text), (gap, ci)
+
+
+def test_console_marks_follow_the_side_and_values_are_never_markup() -> None:
+    rows = [r | {"variant": "[bold]"} if r["variant"] == "BN" else r for r in study_rows()]
+    t = pvalue_table(rows, alternative="two-sided", n_resamples=99)
+    grid = t.to_rich().renderables[0]
+    styles = {str(col.header): [str(c.style) for c in col._cells] for col in grid.columns}
+    # adam/NR: sparse wins every pair; adam/BN: dense does; sgd/NR: no difference.
+    assert styles["NR"][:2] == ["bold green", ""] and styles["[bold]"][0] == "bold red"
+    console = Console(file=io.StringIO(), width=120, color_system=None)
+    console.print(t.to_rich(width=120))
+    assert "[bold]" in console.file.getvalue()

@@ -77,15 +77,15 @@ def _grid(table: PValueTable, split: bool) -> Any:
     from rich.table import Table
 
     out = Table(title=title(table))
-    out.add_column(table.row_axis)
+    out.add_column(_styled(table.row_axis))
     for c in table.col_values:
-        out.add_column(str(c), justify="right")
+        out.add_column(_styled(str(c)), justify="right")
     for r in table.row_values:
         texts = []
         for c in table.col_values:
             cell = table.cells[(r, c)]
             texts.append(_styled("\n".join(_cell_lines(table, cell, split)), _style(cell)))
-        out.add_row(str(r), *texts)
+        out.add_row(_styled(str(r)), *texts)
     return out
 
 
@@ -95,21 +95,20 @@ def _long(table: PValueTable) -> Any:
 
     out = Table(title=title(table))
     for name in (table.row_axis, table.col_axis):
-        out.add_column(name)
+        out.add_column(_styled(name))
     for name in ("p", "sparse − dense", f"{100 * table.confidence:g}% CI", "n"):
         out.add_column(name, justify="right")
     for cell in table.ordered():
         gap, ci = text.gap_parts(cell.result, table.metric)
-        style = _style(cell) or None
-        out.add_row(str(cell.row), str(cell.col), text.p_text(cell), gap, ci,
-                    text.n_text(cell), style=style)
+        values = (str(cell.row), str(cell.col), text.p_text(cell), gap, ci, text.n_text(cell))
+        out.add_row(*(_styled(v) for v in values), style=_style(cell) or None)
     return out
 
 
-def _styled(value: str, style: str) -> Any:
+def _styled(value: str, style: str = "") -> Any:
     from rich.text import Text
 
-    return Text(value, style=style)  # Text: a value such as "[a, b]" is never read as markup
+    return Text(value, style=style)  # Text: a value such as "[bold]" is never read as markup
 
 
 def rich(table: PValueTable, width: int | None = None) -> Any:
