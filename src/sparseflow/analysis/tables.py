@@ -12,6 +12,10 @@ better) a finished run's non-finite loss counts as +inf, the worst loss there is
 sparse run loses its pair by the largest margin and two diverged runs tie; a run is never dropped
 for having diverged. Accuracy tests use the accuracies as measured. Each cell counts its
 diverged runs (``diverged_sparse``, ``diverged_dense``), shown in every format of the table.
+
+This module computes; the words (cell texts, caption, verdicts, summary sentences) live in
+:mod:`sparseflow.analysis.table_text` and the markdown and console layouts in
+:mod:`sparseflow.analysis.table_render`, so every format says the same thing.
 """
 
 from __future__ import annotations
