@@ -213,3 +213,87 @@ def test_corrections_never_lower_p_keep_the_order_and_cap_at_one(p: list[float])
     # Holm is never less conservative than BH.
     holm, bh = correct(p, "holm"), correct(p, "bh")
     assert all(h >= b - 1e-12 for h, b in zip(holm, bh, strict=True) if not math.isnan(h))
+
+
+# Alternatives -----------------------------------------------------------------------------------
+#: H1 on better-oriented values → scipy's alternative on the raw sparse − dense of a loss.
+_FLIP = {"greater": "less", "less": "greater", "two-sided": "two-sided"}
+
+
+@pytest.mark.parametrize("test", TESTS)
+@pytest.mark.parametrize("alternative", sf_stats.ALTERNATIVES)
+@pytest.mark.parametrize("ties", [False, True])
+def test_every_alternative_matches_scipy_for_accuracy_and_loss(test: str, alternative: str,
+                                                               ties: bool) -> None:
+    rng = np.random.default_rng(11 + ties)
+    s, d = rng.normal(0.2, 1, 14), rng.normal(0, 1, 14)
+    if ties:
+        s, d = s.round(1), d.round(1)
+        d[:2] = s[:2]
+    # Accuracy (higher is better): H1 is scipy's alternative on sparse − dense as given.
+    acc = compare(s, d, test=test, alternative=alternative, n_resamples=99)
+    ref = ORACLE[test](s, d, alternative)
+    assert acc.p_value == pytest.approx(float(ref.pvalue))
+    assert acc.statistic == pytest.approx(float(ref.statistic))
+    assert acc.alternative == alternative
+    # Loss (lower is better): "sparse better" is sparse < dense, so scipy's alternative flips.
+    loss = compare(s, d, test=test, alternative=alternative, higher_is_better=False,
+                   n_resamples=99)
+    ref = ORACLE[test](s, d, _FLIP[alternative])
+    assert loss.p_value == pytest.approx(float(ref.pvalue))
+    # The same data as an accuracy and as its loss mirror: H1 sparse better of one is H1 sparse
+    # worse of the other.
+    mirror = compare(s, d, test=test, alternative=_FLIP[alternative], n_resamples=99)
+    assert loss.p_value == pytest.approx(mirror.p_value)
+
+
+@pytest.mark.parametrize("higher_is_better", [True, False])
+def test_diff_is_sparse_minus_dense_in_the_metric_units(higher_is_better: bool) -> None:
+    rng = np.random.default_rng(4)
+    d = rng.uniform(0.5, 0.6, 12)
+    s = d - rng.uniform(0.01, 0.05, 12)  # sparse lower: worse accuracy, better loss
+    res = compare(s, d, higher_is_better=higher_is_better, n_resamples=999)
+    assert res.diff == pytest.approx(np.mean(s - d)) and res.diff < 0
+    # Better-oriented mean_diff: < 0 for the accuracy (dense ahead), > 0 for the loss.
+    assert (res.mean_diff > 0) == (not higher_is_better)
+    # The bootstrap runs on the better-oriented differences: s − d for the accuracy, d − s for
+    # the loss, whose CI negated (ends swapped) is the CI of s − d.
+    better = s - d if higher_is_better else d - s
+    ref = stats.bootstrap((better,), np.mean, n_resamples=999, method="BCa",
+                          **{sf_stats._RNG_KW: np.random.default_rng(0)}).confidence_interval
+    expected = (ref.low, ref.high) if higher_is_better else (-ref.high, -ref.low)
+    assert (res.diff_ci_low, res.diff_ci_high) == pytest.approx(expected)
+    assert res.diff_ci_low < res.diff < res.diff_ci_high < 0
+
+
+def test_minimum_n_follows_the_alternative() -> None:
+    assert sf_stats.MIN_N_TWO_SIDED == {"wilcoxon": 6, "ttest": 3, "mannwhitney": 4}
+    assert sf_stats.default_min_n("wilcoxon", "less") == 5
+    # The rule is the smallest n whose most extreme outcome reaches p ≤ 0.05 (scipy, exact).
+    for n, one, two in ((5, 1 / 32, 2 / 32), (6, 1 / 64, 2 / 64)):
+        wins = np.arange(1.0, n + 1)
+        assert stats.wilcoxon(wins, alternative="greater").pvalue == pytest.approx(one)
+        assert stats.wilcoxon(wins, alternative="two-sided").pvalue == pytest.approx(two)
+    assert stats.mannwhitneyu([4, 5, 6], [1, 2, 3], alternative="two-sided").pvalue == \
+        pytest.approx(0.1)
+    assert stats.mannwhitneyu([5, 6, 7, 8], [1, 2, 3, 4], alternative="two-sided").pvalue == \
+        pytest.approx(2 / 70)
+    five = compare([2, 3, 4, 5, 6.5], [1, 1, 1, 1, 1], alternative="two-sided")
+    assert math.isnan(five.p_value) and five.note == "too few pairs (n=5 < 6)"
+    assert compare([2, 3, 4, 5, 6.5], [1, 1, 1, 1, 1], alternative="less").p_value == \
+        pytest.approx(1.0)
+    six = compare([2, 3, 4, 5, 6.5, 8], [1] * 6, alternative="two-sided")
+    assert six.p_value == pytest.approx(2 / 64) and six.min_n == 6
+    mw = compare([4, 5, 6], [1, 2, 3], test="mannwhitney", alternative="two-sided")
+    assert math.isnan(mw.p_value) and "n=3 < 4" in mw.note
+    mw = compare([5, 6, 7, 8], [1, 2, 3, 4], test="mannwhitney", alternative="two-sided")
+    assert mw.p_value == pytest.approx(2 / 70)
+    with pytest.raises(ValueError, match="unknown alternative 'bigger'.*two-sided"):
+        compare([1] * 6, [0] * 6, alternative="bigger")
+
+
+def test_dropped_pairs_and_values_are_counted() -> None:
+    res = compare([1.0, None, 3.0, math.nan, 5, 6], [0.0, 1.0, None, 1.0, 4, 5])
+    assert (res.n, res.n_dropped) == (3, 3)
+    res = compare([1.0, None, 3.0, 4], [0.0, math.nan, math.nan, 1, 2], test="mannwhitney")
+    assert (res.n_sparse, res.n_dense, res.n_dropped) == (3, 3, 3)

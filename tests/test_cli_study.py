@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from scipy import stats
 
+from sparseflow.analysis.stats import _RNG_KW
 from sparseflow.cli import main
 
 from tests.test_cli import _assert_one_line_error, _run
@@ -44,46 +47,166 @@ def test_pair_dense_wider_than_sparse_is_one_line(capsys) -> None:
     _assert_one_line_error(code, err, "hidden.0.linear.weight")
 
 
-def test_study_plan_run_tests_export(tmp_path: Path, capsys) -> None:
-    spec = tmp_path / "s.yaml"
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """A 48-run study (2 optimizers × NR/BN × 2 widths × 3 seeds), run through the CLI:
+    (spec, study directory, what `study run` printed)."""
+    import contextlib
+    import io
+
+    root = tmp_path_factory.mktemp("cli-study")
+    spec = root / "s.yaml"
     spec.write_text(yaml.safe_dump(spec_dict(seeds=3, variants=["NR", "BN"],
                                              scsdc={"sparse_width": 40,
                                                     "dense_widths": [8, 16]})))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            main(["study", "run", str(spec), "--dir", str(root / "study"), "--jobs", "2"])
+        except SystemExit as exc:
+            assert not exc.code
+    return spec, root / "study", out.getvalue()
+
+
+def _export(study: Path, tmp_path: Path, capsys) -> list[dict[str, str]]:
+    code, _, err = _run(["study", "export", str(study), "--out", str(tmp_path / "r.csv")],
+                        capsys)
+    assert code == 0, err
+    return list(csv.DictReader((tmp_path / "r.csv").read_text().splitlines()))
+
+
+def _pairs(rows: list[dict[str, str]], opt: str, var: str, metric: str) -> np.ndarray:
+    """(sparse, dense) values of one cell from the export, paired by (dense width, seed)."""
+    def value(kind: str, w: str, s: str) -> float:
+        (r,) = [r for r in rows if r["kind"] == kind and r["dense_width"] == w and
+                r["seed"] == s and r["optim.name"] == opt and r["variant"] == var]
+        return float(r[metric])
+    keys = [(w, s) for w in ("8", "16") for s in ("0", "1", "2")]
+    return np.array([[value("sparse", w, s), value("dense", w, s)] for w, s in keys])
+
+
+def _bca(better: np.ndarray) -> tuple[float, float]:
+    """The 95% BCa CI of the mean of the better-oriented differences, as the table seeds it."""
+    if np.ptp(better) == 0:
+        return float(better[0]), float(better[0])
+    rng = {_RNG_KW: np.random.default_rng(0)}
+    ci = stats.bootstrap((better,), np.mean, n_resamples=9999, method="BCa",
+                         **rng).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+def test_study_plan_run_tests_export(study, tmp_path: Path, capsys) -> None:
+    spec, directory, run_out = study
     code, out, _ = _run(["study", "plan", str(spec)], capsys)
     assert code == 0 and "pairs" in out and "24" in out and "estimated" in out
-    study = tmp_path / "study"
-    code, out, err = _run(["study", "run", str(spec), "--dir", str(study), "--jobs", "2"],
-                          capsys)
-    assert code == 0, err
-    flat = " ".join(out.split())  # rich wraps long lines at the terminal width
+    flat = " ".join(run_out.split())  # rich wraps long lines at the terminal width
     assert "48 runs finished, 0 failed" in flat and "H1: sparse > dense" in flat
-    code, out, _ = _run(["study", "status", str(study)], capsys)
+    assert "Is sparse better than dense on test_accuracy?" in flat
+    assert "of 4 tested cells" in flat and "Largest gap:" in flat
+    code, out, _ = _run(["study", "status", str(directory)], capsys)
     assert code == 0 and "finished" in out and "48" in out
-    code, out, _ = _run(["study", "export", str(study), "--out", str(tmp_path / "r.csv")],
-                        capsys)
-    assert code == 0
-    rows = list(csv.DictReader((tmp_path / "r.csv").read_text().splitlines()))
-    code, out, _ = _run(["study", "tests", str(study), "--format", "csv"], capsys)
+    rows = _export(directory, tmp_path, capsys)
+    code, out, _ = _run(["study", "tests", str(directory), "--format", "csv"], capsys)
     assert code == 0
     cells = {(r["optim.name"], r["variant"]): r for r in csv.DictReader(out.splitlines())}
     # Recompute one cell's p-value with scipy from the export: adam × BN, pairs by (width, seed).
-    def acc(kind: str, w: str, s: str) -> float:
-        (r,) = [r for r in rows if r["kind"] == kind and r["dense_width"] == w and
-                r["seed"] == s and r["optim.name"] == "adam" and r["variant"] == "BN"]
-        return float(r["test_accuracy"])
-    keys = [(w, s) for w in ("8", "16") for s in ("0", "1", "2")]
-    sparse = [acc("sparse", w, s) for w, s in keys]
-    dense = [acc("dense", w, s) for w, s in keys]
-    expected = stats.wilcoxon([a - b for a, b in zip(sparse, dense, strict=True)],
-                              alternative="greater").pvalue
+    pairs = _pairs(rows, "adam", "BN", "test_accuracy")
+    expected = stats.wilcoxon(pairs[:, 0] - pairs[:, 1], alternative="greater").pvalue
     assert float(cells[("adam", "BN")]["p_value"]) == pytest.approx(expected)
-    code, out, _ = _run(["study", "correlate", str(study)], capsys)
+    code, out, _ = _run(["study", "correlate", str(directory)], capsys)
     assert code == 0 and "EGF₂" in out and "24 sparse and 24 dense" in out
+
+
+_NUM = r"([+−]?\d+(?:\.\d+)?)"
+
+
+def _number(text: str) -> float:
+    return float(text.replace("−", "-"))
+
+
+def _close(shown: str, value: float) -> bool:
+    """Whether ``shown`` is ``value`` rounded to the places it shows."""
+    places = len(shown.split(".")[1]) if "." in shown else 0
+    return abs(_number(shown) - value) <= 0.5 * 10**-places + 1e-9
+
+
+def test_printed_gap_and_ci_equal_numpy_and_scipy_on_the_export(study, tmp_path: Path, capsys,
+                                                                monkeypatch) -> None:
+    _, directory, _ = study
+    rows = _export(directory, tmp_path, capsys)
+    order = [(o, v) for o in ("adam", "sgd") for v in ("NR", "BN")]
+    expected = {}
+    for key in order:
+        pairs = _pairs(rows, *key, "test_accuracy")
+        diffs = pairs[:, 0] - pairs[:, 1]  # sparse − dense, accuracy as a fraction
+        low, high = _bca(diffs)
+        p = stats.wilcoxon(np.round(diffs, 12), alternative="greater").pvalue
+        expected[key] = (100 * diffs.mean(), 100 * low, 100 * high, p)
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = _run(["study", "tests", str(directory)], capsys)
+    assert code == 0, err
+    assert all(len(line) <= 80 for line in out.splitlines())
+    grid = [ln for ln in out.splitlines() if ln.startswith("│")]
+    gaps = re.findall(rf"{_NUM} pts \[{_NUM}, {_NUM}\]", "\n".join(grid))
+    ps = re.findall(r"p (?:= (\d\.\d{3})|< 0\.001)", "\n".join(grid))
+    assert len(gaps) == len(ps) == 4  # row-major: adam NR, adam BN, sgd NR, sgd BN
+    for key, (diff, low, high), p in zip(order, gaps, ps, strict=True):
+        e_diff, e_low, e_high, e_p = expected[key]
+        assert _close(diff, e_diff) and _close(low, e_low) and _close(high, e_high), key
+        assert (p == "" and e_p < 0.001) or _close(p, e_p)
+    assert len(re.findall(r"n=6\b", "\n".join(grid))) == 4
+    # Markdown shows the same numbers, one line per row.
+    code, md, _ = _run(["study", "tests", str(directory), "--format", "markdown"], capsys)
+    assert code == 0
+    assert re.findall(rf"{_NUM} pts \[{_NUM}, {_NUM}\]", "\n".join(
+        ln for ln in md.splitlines() if ln.startswith("| "))) == gaps
+    # The CSV holds the unrounded numbers in the metric's units (fractions).
+    code, out, _ = _run(["study", "tests", str(directory), "--format", "csv"], capsys)
+    cells = {(r["optim.name"], r["variant"]): r for r in csv.DictReader(out.splitlines())}
+    for key, (e_diff, e_low, e_high, e_p) in expected.items():
+        got = cells[key]
+        assert float(got["diff"]) == pytest.approx(e_diff / 100)
+        assert float(got["diff_ci_low"]) == pytest.approx(e_low / 100, abs=1e-12)
+        assert float(got["diff_ci_high"]) == pytest.approx(e_high / 100, abs=1e-12)
+        assert float(got["p_adjusted"]) == pytest.approx(e_p)
+        assert got["n"] == "6" and got["n_dropped"] == "0" and got["alternative"] == "greater"
+        assert got["verdict"].split(" (")[0] in ("sparse better", "dense better",
+                                                  "no clear difference")
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+def test_alternative_and_loss_orientation_through_the_cli(study, tmp_path: Path, capsys,
+                                                           alternative: str) -> None:
+    _, directory, _ = study
+    rows = _export(directory, tmp_path, capsys)
+    code, out, err = _run(["study", "tests", str(directory), "--metric", "test_loss",
+                           "--alternative", alternative, "--format", "csv"], capsys)
+    assert code == 0, err
+    cells = {(r["optim.name"], r["variant"]): r for r in csv.DictReader(out.splitlines())}
+    flip = {"greater": "less", "less": "greater", "two-sided": "two-sided"}[alternative]
+    for key, got in cells.items():
+        pairs = _pairs(rows, *key, "test_loss")
+        diffs = pairs[:, 0] - pairs[:, 1]  # sparse − dense loss: < 0 when sparse is better
+        # H1 sparse better is sparse loss < dense loss: scipy's flipped alternative.
+        ref = stats.wilcoxon(np.round(diffs, 12), alternative=flip).pvalue
+        assert float(got["p_value"]) == pytest.approx(ref), key
+        assert float(got["diff"]) == pytest.approx(diffs.mean())
+        low, high = _bca(-diffs)  # the bootstrap runs on the better-oriented d − s
+        assert (float(got["diff_ci_low"]), float(got["diff_ci_high"])) == pytest.approx(
+            (-high, -low), abs=1e-12)
+        assert got["alternative"] == alternative and got["min_n"] == (
+            "6" if alternative == "two-sided" else "5")
+    code, out, _ = _run(["study", "tests", str(directory), "--metric", "test_loss",
+                         "--alternative", alternative, "--format", "markdown"], capsys)
+    h1 = {"greater": "sparse < dense", "less": "sparse > dense", "two-sided": "sparse ≠ dense"}
+    assert code == 0 and f"H1: {h1[alternative]} on test_loss" in out
 
 
 @pytest.mark.parametrize("argv,needle", [
     (["study", "status", "nope-dir"], "no study"),
     (["study", "tests", "nope-dir"], "no study"),
+    (["study", "tests", "nope-dir", "--alternative", "bigger"], "--alternative must be one of "
+                                                                "greater, less, two-sided"),
     (["study", "plan", "missing.yaml"], "not found"),
 ])
 def test_study_bad_input(argv: list[str], needle: str, capsys) -> None:

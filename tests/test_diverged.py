@@ -124,9 +124,9 @@ def test_diverged_sparse_losses_rank_worst() -> None:
     dropped = stats.wilcoxon(np.array(dense[:5]) - np.array(sparse[:5]), alternative="greater")
     assert dropped.pvalue == pytest.approx(0.03125) and cell.result.p_value > 0.6
     md, records = table.to_markdown(), table.to_records()
-    assert "(3 div.)" in md and "3 sparse diverged" in md
-    assert records[0]["diverged_sparse"] == 3 and "3 div." in str(table.to_rich().columns[1]
-                                                                   ._cells[0])
+    assert "n=8, 3 div." in md and "3 sparse diverged" in md
+    grid = table.to_rich().renderables[0]
+    assert records[0]["diverged_sparse"] == 3 and "3 div." in str(grid.columns[1]._cells[0])
     assert "diverged_sparse" in table.to_csv().splitlines()[0]
 
 
@@ -222,7 +222,7 @@ def test_study_marks_diverged_runs_in_export_and_tables(study: Path, tmp_path: P
     assert cells["0.05"]["diverged_sparse"] == "0"
     code, out, _ = _run(["study", "tests", str(study), "--metric", "test_loss", "--rows",
                          "optim.lr", "--format", "markdown"], capsys)
-    assert code == 0 and "(4 div.)" in out
+    assert code == 0 and "n=2, 4 div." in out
     code, out, _ = _run(["study", "tests", str(study), "--rows", "optim.lr"], capsys)
     assert code == 0 and "4 div." in out
     code, out, _ = _run(["study", "correlate", str(study)], capsys)

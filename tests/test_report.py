@@ -110,17 +110,27 @@ def test_every_figure_is_written_as_png_and_pdf(built: Built) -> None:
 def test_pvalue_table_shows_the_analysis_numbers(built: Built) -> None:
     with StudyStore(built.study, create=False) as store:
         rows = store.results()
-    table = pvalue_table(rows, "test_accuracy", "optim.name", "variant",
+    table = pvalue_table(rows, "test_accuracy", rows="optim.name", cols="variant",
                          axes=["optim.name", "variant"])
     records = table.to_records()
     assert len(records) == 4 and all(r["n"] == 6 for r in records)  # 2 widths × 3 seeds
     cells = _cells(_section(built.html, "pvalues"))
-    expected = [[f"{r['p_adjusted']:.3f}", f"n={r['n']}"] for r in records]
-    assert cells == expected
+    for shown, r in zip(cells, records, strict=True):
+        # "p = 0.016", then sparse − dense in points with its CI, then n.
+        p = r["p_adjusted"]
+        assert shown[:3] == (["p", "<", "0.001"] if p < 0.001 else ["p", "=", f"{p:.3f}"])
+        assert shown[4] == "pts" and shown[-1] == f"n={r['n']}"
+        texts = [x.strip("[],") for x in (shown[3], shown[5], shown[6])]
+        places = len(texts[0].partition(".")[2])  # shown rounded to this many places
+        gap = [float(x.replace("−", "-")) for x in texts]
+        assert gap == pytest.approx([100 * r["diff"], 100 * r["diff_ci_low"],
+                                     100 * r["diff_ci_high"]], abs=0.5 * 10**-places + 1e-9)
     for rec, td in zip(records, re.findall(r"<td[^>]*>.*?</td>",
                                            _section(built.html, "pvalues"), re.S), strict=True):
         assert ('class="sig"' in td and "<b>" in td) == (rec["p_adjusted"] <= 0.05)
-    assert htmlmod.escape(table.caption()) in built.html
+    assert htmlmod.escape(table.caption("html")) in built.html
+    for line in table.summary_lines():
+        assert htmlmod.escape(line) in built.html
 
 
 def test_kendall_table_shows_abs_tau_and_signs(built: Built) -> None:

@@ -114,4 +114,4 @@ def test_significant_cell_is_bold_and_green() -> None:
                  **{"optim.name": "adam", "variant": "BN"})
             for k in ("sparse", "dense") for w in (8, 16) for s in range(3)]
     page = pvalue_html(pvalue_table(rows, axes=["optim.name", "variant"]))
-    assert '<td class="sig"' in page and "<b>0.016</b>" in page and "n=6" in page
+    assert '<td class="sig"' in page and "<b>p = 0.016</b>" in page and "n=6" in page

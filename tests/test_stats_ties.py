@@ -38,3 +38,20 @@ def test_mannwhitney_and_kendall_tie_values_computed_along_different_paths() -> 
         "egf2", "sparse", "test_loss")
     ref = stats.kendalltau([3, 3, 5, 6], [1.0, 2.0, 3.0, 2.5])
     assert cell.tau == pytest.approx(ref.statistic)
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+def test_ties_hold_under_every_alternative_and_for_losses(alternative: str) -> None:
+    n_examples = 300
+    dense_k = np.array([23, 20, 21, 33, 22, 25, 30])
+    counts = np.array([7, 12, 12, -12, 30, 5, -5])
+    sparse, dense = (dense_k + counts) / n_examples, dense_k / n_examples
+    exact = stats.wilcoxon(counts, alternative=alternative)
+    assert compare(list(sparse), list(dense), alternative=alternative).p_value == \
+        pytest.approx(exact.pvalue)
+    # The same counts as losses (1 − accuracy): sparse better = lower loss = more correct.
+    flip = {"greater": "less", "less": "greater", "two-sided": "two-sided"}[alternative]
+    loss = compare(list(1 - sparse), list(1 - dense), higher_is_better=False,
+                   alternative=alternative)
+    assert loss.p_value == pytest.approx(stats.wilcoxon(-counts, alternative=flip).pvalue)
+    assert loss.p_value == pytest.approx(exact.pvalue)

@@ -1,11 +1,15 @@
-"""Is sparse better than same-capacity dense? The one-sided tests of SC-SDC step 4.
+"""Is sparse better than same-capacity dense? The tests of SC-SDC step 4.
 
-H0: sparse ≤ dense, H1: sparse > dense, where "better" follows the metric: for a metric where
-lower is better (a loss) H1 is sparse < dense. Every test is computed on the **better-oriented**
-values (both samples negated when lower is better) with scipy's ``alternative="greater"``, so
+H0: sparse ≤ dense, H1: sparse > dense (``alternative="greater"``, the paper's one-sided test),
+where "better" follows the metric: for a metric where lower is better (a loss) H1 is
+sparse < dense. ``alternative="less"`` tests H1: sparse worse than dense, ``"two-sided"`` either
+direction. Every test is computed on the **better-oriented** values (both samples negated when
+lower is better) with scipy's ``alternative`` of the same name, so
 
 - ``mean_diff``, ``ci_low``/``ci_high`` and ``effect_size`` are > 0 exactly when sparse is better;
-- ``mean_sparse``/``mean_dense`` stay in the metric's own units (never negated).
+- ``mean_sparse``/``mean_dense`` stay in the metric's own units (never negated), and so do
+  :attr:`TestResult.diff` and its CI (``diff_ci_low``/``diff_ci_high``): sparse − dense, e.g.
+  < 0 for an accuracy where dense is ahead, > 0 for a loss where dense is ahead.
 
 Tests (``TESTS``), each oracle-tested against ``scipy.stats``:
 
@@ -22,17 +26,22 @@ Tests (``TESTS``), each oracle-tested against ``scipy.stats``:
 
 Decisions:
 
-- **Minimum n** (``min_n=None`` → ``MIN_N[test]``): wilcoxon 5 pairs (an exact one-sided p is at
-  least 1/2ⁿ, so with n < 5 it can never reach 0.05), ttest 3 pairs (2 degrees of freedom),
-  mannwhitney 3 runs in each group (the smallest exact p with 3 vs 3 is 1/20 = 0.05). Below it only
-  the means are reported; statistic, p, effect size and CI are NaN and the note says why.
+- **Minimum n** (``min_n=None`` → :func:`default_min_n`): the fewest pairs (paired) or runs in
+  each group (unpaired) with which the test can reach p ≤ 0.05 at all. One-sided
+  (``MIN_N``): wilcoxon 5 pairs (an exact one-sided p is at least 1/2ⁿ: 1/32 at n = 5),
+  ttest 3 pairs (2 degrees of freedom), mannwhitney 3 runs in each group (the smallest exact
+  p with 3 vs 3 is 1/20 = 0.05). Two-sided (``MIN_N_TWO_SIDED``) the smallest exact p doubles:
+  wilcoxon 6 pairs (2/2⁵ = 0.0625 > 0.05, 2/2⁶ = 0.031), mannwhitney 4 in each group
+  (2/20 = 0.1 with 3 vs 3, 2/70 = 0.029 with 4 vs 4), ttest unchanged. Below it only the means
+  are reported; statistic, p, effect size and CI are NaN and the note says why.
 - **All differences zero** (paired; for mannwhitney every value equal): p = 1.0 (no evidence for
-  H1, which is also what scipy's wilcoxon returns), effect size 0, CI [0, 0], with a note.
-- **Missing values**: None and NaN drop the pair (paired) or the value (unpaired); the note counts
-  them. ±inf is kept (a diverged run ranks last/first); a pair where both are the same infinity
-  differs by 0. Non-finite values leave the bootstrap CI undefined (NaN, with a note). A diverged
-  run's loss reaches here as +inf (see :mod:`sparseflow.analysis.tables`): against a finite loss it
-  is a lost pair with the largest |difference|; both diverged is a tie.
+  H1 whichever the alternative, which is also what scipy's wilcoxon returns), effect size 0,
+  CI [0, 0], with a note.
+- **Missing values**: None and NaN drop the pair (paired) or the value (unpaired); ``n_dropped``
+  and the note count them. ±inf is kept (a diverged run ranks last/first); a pair where both are
+  the same infinity differs by 0. Non-finite values leave the bootstrap CI undefined (NaN, with a
+  note). A diverged run's loss reaches here as +inf (see :mod:`sparseflow.analysis.tables`):
+  against a finite loss it is a lost pair with the largest |difference|; both diverged is a tie.
 - **Ties**: the rank tests (wilcoxon on the differences, mannwhitney on the values) first round
   to :data:`RANK_DIGITS` significant digits, so that float noise does not break an exact tie:
   accuracies are k/N, and ``s − d`` of two pairs with the same count difference can differ in the
@@ -41,7 +50,8 @@ Decisions:
   ``method="BCa"`` (second-order accurate, corrects bias and skew); BCa is undefined on degenerate
   data, where it falls back to ``"percentile"`` with a note. Paired tests resample the pairs (the
   differences), the unpaired test resamples each group independently. The resampling generator is
-  ``numpy.random.default_rng(seed)``, so results are reproducible.
+  ``numpy.random.default_rng(seed)``, so results are reproducible. The CI is two-sided (95% by
+  default) whatever the alternative of the test.
 """
 
 from __future__ import annotations
@@ -58,8 +68,12 @@ from scipy import stats
 
 TESTS = ("wilcoxon", "ttest", "mannwhitney")
 CORRECTIONS = ("none", "holm", "bh")
-#: Default minimum number of pairs (paired) or of runs per group (unpaired); see module docstring.
+#: H1 of the test, on better-oriented values: sparse better, sparse worse, either.
+ALTERNATIVES = ("greater", "less", "two-sided")
+#: Default minimum number of pairs (paired) or of runs per group (unpaired) for a one-sided
+#: test, and for a two-sided one; see the module docstring and :func:`default_min_n`.
 MIN_N = {"wilcoxon": 5, "ttest": 3, "mannwhitney": 3}
+MIN_N_TWO_SIDED = {"wilcoxon": 6, "ttest": 3, "mannwhitney": 4}
 #: Significant decimal digits kept before ranking (float64 holds 15-17; see "Ties").
 RANK_DIGITS = 12
 _EFFECT = {"wilcoxon": "rank-biserial", "ttest": "d_z", "mannwhitney": "rank-biserial"}
@@ -67,14 +81,31 @@ _EFFECT = {"wilcoxon": "rank-biserial", "ttest": "d_z", "mannwhitney": "rank-bis
 _RNG_KW = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
 
 
+def default_min_n(test: str, alternative: str = "greater") -> int:
+    """The fewest pairs (paired) or runs per group (unpaired) with which ``test`` can reach
+    p ≤ 0.05 under ``alternative`` (see the module docstring)."""
+    if test not in TESTS:
+        raise ValueError(f"unknown test {test!r}; valid: {list(TESTS)}")
+    _check_alternative(alternative)
+    return (MIN_N_TWO_SIDED if alternative == "two-sided" else MIN_N)[test]
+
+
+def _check_alternative(alternative: str) -> None:
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"unknown alternative {alternative!r}; valid: {list(ALTERNATIVES)}")
+
+
 @dataclass(frozen=True)
 class TestResult:
-    """One sparse-vs-dense comparison (H0: sparse ≤ dense, H1: sparse better than dense).
+    """One sparse-vs-dense comparison; H1 by ``alternative``: ``"greater"`` sparse better than
+    dense, ``"less"`` sparse worse, ``"two-sided"`` either.
 
     ``n`` is the number of pairs kept (paired tests) or the smaller group (unpaired);
-    ``mean_diff``, the CI and the effect size are better-oriented (> 0: sparse better);
-    ``mean_sparse``/``mean_dense`` are in the metric's units. NaN marks what was not computed,
-    and ``note`` says why (too few pairs, values dropped, CI fallback, ...).
+    ``n_dropped`` the pairs (paired) or values (unpaired, both groups) dropped for a missing
+    value. ``mean_diff``, the CI and the effect size are better-oriented (> 0: sparse better);
+    ``mean_sparse``/``mean_dense`` and :attr:`diff` (sparse − dense) with its CI are in the
+    metric's units. NaN marks what was not computed, and ``note`` says why (too few pairs,
+    values dropped, CI fallback, ...).
     """
 
     __test__ = False  # not a pytest test class, despite the name
@@ -95,6 +126,24 @@ class TestResult:
     higher_is_better: bool = True
     min_n: int = 0
     note: str = ""
+    alternative: str = "greater"
+    n_dropped: int = 0
+
+    @property
+    def diff(self) -> float:
+        """Mean difference sparse − dense in the metric's units (a loss: > 0 when dense is
+        ahead); the better-oriented ``mean_diff`` negated for a lower-is-better metric."""
+        return self.mean_diff if self.higher_is_better else -self.mean_diff
+
+    @property
+    def diff_ci_low(self) -> float:
+        """Lower end of the CI of :attr:`diff` (sparse − dense, the metric's units)."""
+        return self.ci_low if self.higher_is_better else -self.ci_high
+
+    @property
+    def diff_ci_high(self) -> float:
+        """Upper end of the CI of :attr:`diff` (sparse − dense, the metric's units)."""
+        return self.ci_high if self.higher_is_better else -self.ci_low
 
 
 def _as_array(values: Sequence[Any], name: str) -> np.ndarray:
@@ -160,7 +209,7 @@ def _rank_biserial_paired(d: np.ndarray) -> float:
 
 
 def _paired(
-    test: str, s: np.ndarray, d: np.ndarray, sign: float
+    test: str, s: np.ndarray, d: np.ndarray, sign: float, alternative: str
 ) -> tuple[float, float, float, str]:
     """(statistic, p, effect size, note) of a paired test on the better-oriented values."""
     # Same infinity on both sides (both diverged) is a tie, not inf − inf = NaN.
@@ -174,10 +223,11 @@ def _paired(
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")  # precision / small-sample warnings: n is reported
         if test == "wilcoxon":
-            res = stats.wilcoxon(diffs, alternative="greater", zero_method="wilcox", method="auto")
+            res = stats.wilcoxon(diffs, alternative=alternative, zero_method="wilcox",
+                                 method="auto")
             effect = _rank_biserial_paired(diffs)
         else:
-            res = stats.ttest_rel(sign * s, sign * d, alternative="greater")
+            res = stats.ttest_rel(sign * s, sign * d, alternative=alternative)
             effect = float(np.mean(diffs) / np.std(diffs, ddof=1))
     note = ""
     if test == "wilcoxon" and np.any(diffs == 0):
@@ -197,25 +247,28 @@ def compare(
     n_resamples: int = 9999,
     seed: int = 0,
     min_n: int | None = None,
+    alternative: str = "greater",
 ) -> TestResult:
-    """Test H0: sparse ≤ dense against H1: sparse better than dense (one-sided).
+    """Test sparse against same-capacity dense; H1 by ``alternative`` (default: sparse better).
 
     Args:
         sparse, dense: one value per run (None/NaN allowed: dropped). For the paired tests
             (``wilcoxon``, ``ttest``) ``sparse[i]`` is paired with ``dense[i]``.
-        test: one of ``TESTS``. higher_is_better: False for a metric like a loss (H1 is then
-            sparse < dense; computed on negated values). confidence, n_resamples, seed: the
+        test: one of ``TESTS``. higher_is_better: False for a metric like a loss ("better" is
+            then lower; computed on negated values). confidence, n_resamples, seed: the
             bootstrap CI of the mean difference. min_n: minimum pairs (paired) or runs per group
-            (unpaired) to test at all; None → ``MIN_N[test]``.
+            (unpaired) to test at all; None → :func:`default_min_n` of test and alternative.
+        alternative: one of ``ALTERNATIVES``: ``"greater"`` H1 sparse better than dense (H0:
+            sparse ≤ dense), ``"less"`` H1 sparse worse, ``"two-sided"`` H1 they differ.
 
     See the module docstring for every decision (zeros, ties, NaN, CI method, effect sizes).
 
     Raises:
-        ValueError: an unknown test, a non-numeric value, or unequal lengths for a paired test.
+        ValueError: an unknown test or alternative, a non-numeric value, or unequal lengths for
+            a paired test.
     """
-    if test not in TESTS:
-        raise ValueError(f"unknown test {test!r}; valid: {list(TESTS)}")
-    min_n = MIN_N[test] if min_n is None else min_n
+    default = default_min_n(test, alternative)  # raises on an unknown test or alternative
+    min_n = default if min_n is None else min_n
     s, d = _as_array(sparse, "sparse"), _as_array(dense, "dense")
     sign = 1.0 if higher_is_better else -1.0
     notes: list[str] = []
@@ -230,7 +283,8 @@ def compare(
         n = len(s)
     else:
         drop_s, drop_d = int(np.isnan(s).sum()), int(np.isnan(d).sum())
-        if drop_s or drop_d:
+        n_drop = drop_s + drop_d
+        if n_drop:
             notes.append(f"dropped {drop_s} sparse and {drop_d} dense missing value(s)")
         s, d = s[~np.isnan(s)], d[~np.isnan(d)]
         n = min(len(s), len(d))
@@ -241,7 +295,7 @@ def compare(
     base: dict[str, Any] = dict(
         test=test, n=n, n_sparse=len(s), n_dense=len(d), mean_sparse=mean_s, mean_dense=mean_d,
         mean_diff=sign * (mean_s - mean_d) if n else nan, effect_name=_EFFECT[test],
-        higher_is_better=higher_is_better, min_n=min_n,
+        higher_is_better=higher_is_better, min_n=min_n, alternative=alternative, n_dropped=n_drop,
     )  # fmt: skip
     if n < min_n:
         what = "pairs" if paired else "runs in a group"
@@ -251,14 +305,14 @@ def compare(
             note="; ".join(notes),
         )  # fmt: skip
     if paired:
-        stat, p, effect, note = _paired(test, s, d, sign)
+        stat, p, effect, note = _paired(test, s, d, sign, alternative)
         with np.errstate(invalid="ignore"):
             data: tuple[np.ndarray, ...] = (np.where(s == d, 0.0, sign * (s - d)),)
     else:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             res = stats.mannwhitneyu(rank_rounded(sign * s), rank_rounded(sign * d),
-                                     alternative="greater")
+                                     alternative=alternative)
         stat, p = float(res.statistic), float(res.pvalue)
         effect = 2 * stat / (len(s) * len(d)) - 1
         note = "all values are equal: p = 1" if np.ptp(np.concatenate([s, d])) == 0 else ""

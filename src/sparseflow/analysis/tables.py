@@ -12,6 +12,10 @@ better) a finished run's non-finite loss counts as +inf, the worst loss there is
 sparse run loses its pair by the largest margin and two diverged runs tie; a run is never dropped
 for having diverged. Accuracy tests use the accuracies as measured. Each cell counts its
 diverged runs (``diverged_sparse``, ``diverged_dense``), shown in every format of the table.
+
+This module computes; the words (cell texts, caption, verdicts, summary sentences) live in
+:mod:`sparseflow.analysis.table_text` and the markdown and console layouts in
+:mod:`sparseflow.analysis.table_render`, so every format says the same thing.
 """
 
 from __future__ import annotations
@@ -23,14 +27,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from sparseflow.analysis.stats import CORRECTIONS, TESTS, TestResult, compare, correct
+from sparseflow.analysis import table_render as render
+from sparseflow.analysis import table_text as text
+from sparseflow.analysis.stats import (
+    ALTERNATIVES,
+    CORRECTIONS,
+    TESTS,
+    TestResult,
+    compare,
+    correct,
+)
+from sparseflow.analysis.table_text import cell_text, diverged_text
 
-_TEST_NAMES = {
-    "wilcoxon": "Wilcoxon signed-rank test (paired)",
-    "ttest": "paired t-test",
-    "mannwhitney": "Mann-Whitney U test (unpaired)",
-}
-_CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini–Hochberg"}
+__all__ = ["Pairs", "PValueCell", "PValueTable", "cell_text", "default_axes", "diverged_text",
+           "is_diverged", "pair_up", "pvalue_table"]
 
 
 def _freeze(value: Any) -> Any:
@@ -157,33 +167,31 @@ class PValueCell:
         return self.diverged_sparse + self.diverged_dense
 
 
-def diverged_text(cell: PValueCell) -> str:
-    """"3 sparse, 1 dense diverged" (only the kinds that have any), or "" for none."""
-    parts = [f"{n} {kind}" for n, kind in ((cell.diverged_sparse, "sparse"),
-                                            (cell.diverged_dense, "dense")) if n]
-    return f"{', '.join(parts)} diverged" if parts else ""
-
-
 @dataclass(frozen=True)
 class PValueTable:
-    """p-values of H1 (sparse better than dense) per (row value, column value), paper layout.
+    """Sparse vs dense per (row value, column value), the paper's layout.
 
-    ``correction`` was applied across all cells (the family is the table); ``significant`` and
-    the bold markdown cells use the corrected p ≤ ``alpha``. ``axes`` are the swept keys pairs
-    were matched on, besides ``dense_width`` and ``seed``.
+    ``row_axis``/``col_axis`` are the keys the table is laid out by (``pvalue_table``'s
+    ``rows``/``cols``), ``row_values``/``col_values`` their values in display order.
+    ``alternative`` is H1 of every cell (``"greater"``: sparse better). ``correction`` was
+    applied across all cells (the family is the table); ``significant`` and the bold cells use
+    the corrected p ≤ ``alpha``. ``axes`` are the swept keys pairs were matched on, besides
+    ``dense_width`` and ``seed``; ``confidence`` the level of the cells' bootstrap CIs.
     """
 
     metric: str
-    row_key: str
-    col_key: str
+    row_axis: str
+    col_axis: str
     test: str
     correction: str
     alpha: float
     higher_is_better: bool
-    rows: tuple[Any, ...]
-    cols: tuple[Any, ...]
+    row_values: tuple[Any, ...]
+    col_values: tuple[Any, ...]
     cells: Mapping[tuple[Any, Any], PValueCell]
     axes: tuple[str, ...] = ()
+    alternative: str = "greater"
+    confidence: float = 0.95
 
     def cell(self, row: Any, col: Any) -> PValueCell:
         """The :class:`PValueCell` at (row, col); KeyError naming the valid values."""
@@ -191,23 +199,36 @@ class PValueTable:
             return self.cells[(row, col)]
         except KeyError:
             raise KeyError(
-                f"no cell ({row!r}, {col!r}); rows {list(self.rows)}, cols {list(self.cols)}"
+                f"no cell ({row!r}, {col!r}); rows {list(self.row_values)}, "
+                f"cols {list(self.col_values)}"
             ) from None
 
-    def _ordered(self) -> list[PValueCell]:
-        return [self.cells[(r, c)] for r in self.rows for c in self.cols]
+    def ordered(self) -> list[PValueCell]:
+        """Every cell, row-major in display order."""
+        return [self.cells[(r, c)] for r in self.row_values for c in self.col_values]
+
+    def verdict(self, row: Any, col: Any) -> text.Verdict:
+        """"sparse better", "dense better", "no clear difference (…)" or "not tested (…)" of
+        one cell, by its CI and corrected p (rules in :mod:`sparseflow.analysis.table_text`)."""
+        return text.verdict(self.cell(row, col), self.alpha)
 
     def to_records(self) -> list[dict[str, Any]]:
-        """One dict per cell (row-major): row/col values under their keys, the metric and
-        correction, every :class:`TestResult` field, ``p_adjusted`` and ``significant``."""
+        """One dict per cell (row-major): row/col values under their axis keys, the metric and
+        correction, every :class:`TestResult` field (``alternative``, ``n_dropped`` included),
+        ``p_adjusted``, ``significant``, diverged runs by kind, then sparse − dense in the
+        metric's units as exported (``diff``, ``diff_ci_low``, ``diff_ci_high``; accuracy as a
+        fraction, so ×100 gives the points shown) and the cell's ``verdict``."""
         return [
             {
-                self.row_key: c.row, self.col_key: c.col, "metric": self.metric,
+                self.row_axis: c.row, self.col_axis: c.col, "metric": self.metric,
                 "correction": self.correction, **asdict(c.result),
                 "p_adjusted": c.p_adjusted, "significant": c.significant,
                 "diverged_sparse": c.diverged_sparse, "diverged_dense": c.diverged_dense,
+                "diff": c.result.diff, "diff_ci_low": c.result.diff_ci_low,
+                "diff_ci_high": c.result.diff_ci_high,
+                "verdict": text.verdict(c, self.alpha).text,
             }  # fmt: skip
-            for c in self._ordered()
+            for c in self.ordered()
         ]
 
     def to_csv(self) -> str:
@@ -220,66 +241,31 @@ class PValueTable:
         writer.writerows(records)
         return out.getvalue()
 
-    def caption(self) -> str:
-        """One line: test, H1, metric, correction, alpha and the range of n over tested cells."""
-        better = ">" if self.higher_is_better else "<"
-        ns = [c.result.n for c in self._ordered() if not math.isnan(c.result.p_value)]
-        unit = "runs in the smaller group" if self.test == "mannwhitney" else "pairs"
-        n_range = "no cell could be tested"
-        if ns:
-            span = str(min(ns)) if min(ns) == max(ns) else f"{min(ns)}–{max(ns)}"
-            n_range = f"n = {span} {unit} per cell"
-        corr = "no correction"
-        if self.correction != "none":
-            name = _CORRECTION_NAMES[self.correction]
-            corr = f"{name} correction ({self.correction}) across the {len(ns)} tested cells"
-        return (
-            f"p-values of a one-sided {_TEST_NAMES[self.test]}, H1: sparse {better} dense on "
-            f"{self.metric}; {corr}; bold: p ≤ {self.alpha}; {n_range}."
-        )
+    def caption_lines(self, style: str = "console") -> list[str]:
+        """What was tested, what p means, what a cell shows, what the marks mean in ``style``
+        (``"console"``, ``"markdown"``, ``"html"``); see :func:`table_text.caption_lines`."""
+        return text.caption_lines(self, style)
 
-    def _text(self, cell: PValueCell, digits: int) -> str:
-        return cell_text(cell, digits)
+    def caption(self, style: str = "console") -> str:
+        """:meth:`caption_lines` as one paragraph."""
+        return " ".join(self.caption_lines(style))
+
+    def summary_lines(self) -> list[str]:
+        """Plain sentences from the numbers: who was better in how many cells, the largest gap,
+        one line per row value, the cells not tested (:func:`table_text.summary_lines`)."""
+        return text.summary_lines(self)
 
     def to_markdown(self, digits: int = 3) -> str:
-        """Caption line, then rows × cols of (corrected) p-values, **bold** when p ≤ alpha,
-        then the cells' notes (dropped values, unmatched runs, ...)."""
-        lines = [
-            self.caption(), "",
-            f"| {self.row_key} | " + " | ".join(str(c) for c in self.cols) + " |",
-            "|---|" + "---|" * len(self.cols),
-        ]  # fmt: skip
-        for r in self.rows:
-            texts = []
-            for c in self.cols:
-                cell, text = self.cells[(r, c)], self._text(self.cells[(r, c)], digits)
-                text = f"**{text}**" if cell.significant else text
-                texts.append(f"{text} ({cell.diverged} div.)" if cell.diverged else text)
-            lines.append(f"| {r} | " + " | ".join(texts) + " |")
-        notes = [f"- {c.row} / {c.col}: " + "; ".join(x for x in (c.result.note,
-                                                                  diverged_text(c)) if x)
-                 for c in self._ordered() if c.result.note or c.diverged]
-        if notes:
-            lines += ["", *notes]
-        return "\n".join(lines)
+        """Caption, then rows × cols of "p, sparse − dense [CI], n" (**bold** p when p ≤ alpha),
+        then the summary sentences and the cells' notes (dropped values, unmatched runs, ...)."""
+        return render.markdown(self, digits)
 
-    def to_rich(self) -> Any:
-        """A ``rich.table.Table``: cells like ``0.003 (n=15)``, bold green when p ≤ alpha."""
-        from rich.table import Table  # display only: keep the pure module light to import
-
-        table = Table(caption=self.caption(), title=f"sparse vs dense: {self.metric}")
-        table.add_column(self.row_key)
-        for c in self.cols:
-            table.add_column(str(c), justify="right")
-        for r in self.rows:
-            texts = []
-            for c in self.cols:
-                cell = self.cells[(r, c)]
-                div = f", {cell.diverged} div." if cell.diverged else ""
-                text = f"{self._text(cell, 3)} (n={cell.result.n}{div})"
-                texts.append(f"[bold green]{text}[/]" if cell.significant else text)
-            table.add_row(str(r), *texts)
-        return table
+    def to_rich(self, width: int | None = None) -> Any:
+        """A rich renderable: the table, its caption and its summary sentences. Cells take
+        three lines (p; sparse − dense [CI]; n), bold green/red when p ≤ alpha with sparse/dense
+        ahead; when that grid is wider than ``width`` columns the table turns to one line per
+        cell (see :func:`table_render.rich`)."""
+        return render.rich(self, width)
 
 
 def _order(values: Sequence[Any], given: Sequence[Any] | None) -> tuple[Any, ...]:
@@ -290,13 +276,14 @@ def _order(values: Sequence[Any], given: Sequence[Any] | None) -> tuple[Any, ...
 
 
 def pvalue_table(
-    rows: Sequence[Mapping[str, Any]],
+    runs: Sequence[Mapping[str, Any]],
     metric: str = "test_accuracy",
-    row_key: str = "optim.name",
-    col_key: str = "variant",
+    rows: str = "optim.name",
+    cols: str = "variant",
     *,
     test: str = "wilcoxon",
     correction: str = "none",
+    alternative: str = "greater",
     alpha: float = 0.05,
     higher_is_better: bool | None = None,
     axes: Sequence[str] | None = None,
@@ -307,30 +294,38 @@ def pvalue_table(
     row_order: Sequence[Any] | None = None,
     col_order: Sequence[Any] | None = None,
 ) -> PValueTable:
-    """Test H0: sparse ≤ dense vs H1: sparse better, per (``row_key``, ``col_key``) cell.
+    """Test sparse against dense per (``rows`` value, ``cols`` value) cell; H1 by
+    ``alternative`` (default ``"greater"``: sparse better, the paper's test).
 
     Args:
-        rows: one mapping per run (the study export contract). Only ``status == "finished"``
+        runs: one mapping per run (the study export contract). Only ``status == "finished"``
             (or no status) counts.
         metric: the value compared. higher_is_better: None → False when ``metric`` ends with
             ``"loss"``, else True.
-        test, min_n, confidence, n_resamples, seed: passed to :func:`compare` for every cell
-            (the same seed per cell, so a cell does not depend on which other cells exist).
+        rows, cols: the keys whose values lay out the table (as ``study tests --rows/--cols``).
+        test, min_n, confidence, n_resamples, seed, alternative: passed to :func:`compare` for
+            every cell (the same seed per cell, so a cell does not depend on which other cells
+            exist). alternative: ``"greater"`` H1 sparse better, ``"less"`` sparse worse,
+            ``"two-sided"`` either.
         correction: one of ``CORRECTIONS``, applied across all cells of the table.
         axes: swept keys that a pair must share besides ``dense_width`` and ``seed``; default
-            every key containing a "." plus ``variant``, minus ``row_key`` and ``col_key``.
+            every key containing a "." plus ``variant``, minus ``rows`` and ``cols``.
             Paired tests match runs with :func:`pair_up` (unmatched runs are noted); the unpaired
             ``mannwhitney`` uses every finished sparse and dense run of the cell.
-        row_order, col_order: the rows/columns shown; default order of first appearance.
+        row_order, col_order: the row/column values shown; default order of first appearance.
 
     Raises:
-        ValueError: unknown test/correction, a row without ``kind``, or duplicate runs.
+        ValueError: unknown test/correction/alternative, a row without ``kind``, or duplicate
+            runs.
     """
     if test not in TESTS:
         raise ValueError(f"unknown test {test!r}; valid: {list(TESTS)}")
     if correction not in CORRECTIONS:
         raise ValueError(f"unknown correction {correction!r}; valid: {list(CORRECTIONS)}")
-    done = [r for r in rows if _finished(r)]
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"unknown alternative {alternative!r}; valid: {list(ALTERNATIVES)}")
+    row_key, col_key = rows, cols
+    done = [r for r in runs if _finished(r)]
     if higher_is_better is None:
         higher_is_better = not metric.endswith("loss")
     if axes is None:
@@ -342,7 +337,8 @@ def pvalue_table(
     for r in done:
         groups.setdefault((_freeze(r.get(row_key)), _freeze(r.get(col_key))), []).append(r)
     opts = dict(test=test, higher_is_better=higher_is_better, confidence=confidence,
-                n_resamples=n_resamples, seed=seed, min_n=min_n)  # fmt: skip
+                n_resamples=n_resamples, seed=seed, min_n=min_n,
+                alternative=alternative)  # fmt: skip
     results: dict[tuple[Any, Any], TestResult] = {}
     lower = not higher_is_better
     for key in ((r, c) for r in row_vals for c in col_vals):
@@ -367,9 +363,10 @@ def pvalue_table(
         for (key, res), p in zip(results.items(), adjusted, strict=True)
     }
     return PValueTable(
-        metric=metric, row_key=row_key, col_key=col_key, test=test, correction=correction,
-        alpha=alpha, higher_is_better=higher_is_better, rows=row_vals, cols=col_vals,
-        cells=cells, axes=tuple(axes),
+        metric=metric, row_axis=row_key, col_axis=col_key, test=test, correction=correction,
+        alpha=alpha, higher_is_better=higher_is_better, row_values=row_vals,
+        col_values=col_vals, cells=cells, axes=tuple(axes), alternative=alternative,
+        confidence=confidence,
     )  # fmt: skip
 
 
@@ -389,14 +386,3 @@ def default_axes(axes: Sequence[str], n_values: Mapping[str, int]) -> tuple[str,
     if rows != "variant" and n_values.get("variant", 1) > 1:
         return rows, "variant"
     return rows, others[0] if others else "dense_width"
-
-
-def cell_text(cell: PValueCell, digits: int = 3) -> str:
-    """The p shown in a table cell: the corrected p with ``digits`` decimals, or why there is
-    none: "–" (no pairs), "n<k" (too few pairs to test), "n/a"."""
-    res = cell.result
-    if res.n == 0:
-        return "–"
-    if math.isnan(cell.p_adjusted):
-        return f"n<{res.min_n}" if res.n < res.min_n else "n/a"
-    return f"{cell.p_adjusted:.{digits}f}"

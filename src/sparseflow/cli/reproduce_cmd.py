@@ -46,10 +46,9 @@ def reproduce(
         progress.stop()
     console.print(f"{outcome.finished} runs finished, {outcome.failed} failed, "
                   f"{outcome.skipped} already done, of {outcome.planned} planned")
-    from sparseflow.cli.study_cmd import _print_tests
+    from sparseflow.cli.study_cmd import print_tests
 
-    _print_tests(console, directory, "test_accuracy", None, None, "wilcoxon", "none", 0.05,
-                 "console")
+    print_tests(console, directory)
     files = build_report(directory)
     console.print(f"report: {files.html}")
 

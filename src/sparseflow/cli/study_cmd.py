@@ -117,7 +117,7 @@ def run_cmd(
                   f"{outcome.skipped} already done, of {outcome.planned} planned")
     if outcome.aborted:
         console.print("[yellow]stopped early; run the same command again to resume[/]")
-    _print_tests(console, directory, metric, None, None, "wilcoxon", "none", 0.05, "console")
+    print_tests(console, directory, metric=metric)
     console.print(f"results: {directory}  (export: sparseflow study export {directory})")
 
 
@@ -202,9 +202,13 @@ def _axes(directory: Path, all_runs: bool = False) -> tuple[list[str], list[dict
     return [*spec.get("axes", {}), "variant"], results
 
 
-def _print_tests(console: Console, directory: Path, metric: str, rows: str | None,
-                 cols: str | None, test: str, correction: str, alpha: float, fmt: str,
-                 all_runs: bool = False) -> None:
+def print_tests(console: Console, directory: Path, *, metric: str = "test_accuracy",
+                rows: str | None = None, cols: str | None = None, test: str = "wilcoxon",
+                correction: str = "none", alternative: str = "greater", alpha: float = 0.05,
+                fmt: str = "console", all_runs: bool = False) -> None:
+    """Print the study's p-value table: ``console`` (rich grid fitted to the terminal, caption,
+    summary sentences), ``markdown`` or ``csv`` (stdout, nothing else). The one printer of
+    ``study run``, ``study tests`` and ``reproduce``."""
     from sparseflow.analysis import pvalue_table
     from sparseflow.analysis.tables import default_axes
 
@@ -218,14 +222,34 @@ def _print_tests(console: Console, directory: Path, metric: str, rows: str | Non
         if key not in axes and key not in ("dense_width", "seed"):
             raise ConfigError(f"{key!r} is not a swept axis of this study; axes: "
                               f"{', '.join(axes)}, dense_width")
-    table = pvalue_table(results, metric=metric, row_key=rows, col_key=cols, test=test,
-                         correction=correction, alpha=alpha, axes=axes)
+    table = pvalue_table(results, metric=metric, rows=rows, cols=cols, test=test,
+                         correction=correction, alternative=alternative, alpha=alpha,
+                         axes=axes)
     if fmt == "markdown":
         print(table.to_markdown())
     elif fmt == "csv":
         print(table.to_csv(), end="")
     else:
-        console.print(table.to_rich())
+        console.print(table.to_rich(width=console.width))
+
+
+def _check_test_options(metric: str, test: str, correction: str, alternative: str,
+                        alpha: float, fmt: str) -> None:
+    """Refuse a bad option of ``study tests`` before the store is read."""
+    from sparseflow.analysis.stats import ALTERNATIVES, CORRECTIONS, TESTS
+
+    _check_metric(metric)
+    if test not in TESTS:
+        raise ConfigError(f"--test must be one of {', '.join(TESTS)}, not {test!r}")
+    if correction not in CORRECTIONS:
+        raise ConfigError(f"--correction must be one of {', '.join(CORRECTIONS)}")
+    if alternative not in ALTERNATIVES:
+        raise ConfigError(f"--alternative must be one of {', '.join(ALTERNATIVES)}, "
+                          f"not {alternative!r}")
+    if fmt not in ("console", "markdown", "csv"):
+        raise ConfigError(f"--format must be console, markdown or csv, not {fmt!r}")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
 
 
 @study_app.command("tests")
@@ -236,25 +260,20 @@ def tests_cmd(
     cols: str | None = typer.Option(None, help="Column axis (default: variant)."),
     test: str = typer.Option("wilcoxon", help="wilcoxon (paired), ttest (paired), mannwhitney."),
     correction: str = typer.Option("none", help="Multiple comparisons: none, holm, bh."),
+    alternative: str = typer.Option("greater", help="H1: greater = sparse better than dense "
+                                    "(the paper's test), less = sparse worse, two-sided = "
+                                    "either."),
     alpha: float = ALPHA,
     fmt: str = typer.Option("console", "--format", help="console, markdown or csv."),
     all_runs: bool = ALL_RUNS,
 ) -> None:
-    """H1 sparse > dense per cell, pairs matched by (dense width, seed) — the paper's table
-    (over the current plan's runs; --all-runs: every stored run)."""
-    from sparseflow.analysis.stats import CORRECTIONS, TESTS
-
-    _check_metric(metric)
-    if test not in TESTS:
-        raise ConfigError(f"--test must be one of {', '.join(TESTS)}, not {test!r}")
-    if correction not in CORRECTIONS:
-        raise ConfigError(f"--correction must be one of {', '.join(CORRECTIONS)}")
-    if fmt not in ("console", "markdown", "csv"):
-        raise ConfigError(f"--format must be console, markdown or csv, not {fmt!r}")
-    if not 0 < alpha < 1:
-        raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
-    _print_tests(Console(), directory, metric, rows, cols, test, correction, alpha, fmt,
-                 all_runs)
+    """Sparse vs dense per cell, pairs matched by (dense width, seed) — the paper's table: p,
+    sparse − dense with its 95% CI, n, and what they say (over the current plan's runs;
+    --all-runs: every stored run)."""
+    _check_test_options(metric, test, correction, alternative, alpha, fmt)
+    print_tests(Console(), directory, metric=metric, rows=rows, cols=cols, test=test,
+                correction=correction, alternative=alternative, alpha=alpha, fmt=fmt,
+                all_runs=all_runs)
 
 
 @study_app.command("correlate")

@@ -85,9 +85,9 @@ def build_report(directory: str | Path, *, out: str | Path | None = None,
     study = d.load_study(directory, all_runs)
     rows, cols = d.choose_axes(study, rows, cols)
     curve_cell = d.choose_cell(study, cell)
-    table = pvalue_table(study.rows, metric, rows, cols, test=test, correction=correction,
-                         alpha=alpha, axes=list(study.axes), row_order=study.values(rows),
-                         col_order=study.values(cols))
+    table = pvalue_table(study.rows, metric=metric, rows=rows, cols=cols, test=test,
+                         correction=correction, alpha=alpha, axes=list(study.axes),
+                         row_order=study.values(rows), col_order=study.values(cols))
     finished = study.finished
     kendall = kendall_table(finished)
     kinds = {k: sum(r["kind"] == k for r in finished) for k in ("sparse", "dense")}

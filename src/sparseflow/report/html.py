@@ -15,7 +15,7 @@ from html import escape
 
 from sparseflow._version import __version__
 from sparseflow.analysis import CorrelationTable, PValueCell, PValueTable
-from sparseflow.analysis.tables import cell_text, diverged_text
+from sparseflow.analysis import table_text as text
 from sparseflow.report.data import label
 
 _CSS = """
@@ -28,8 +28,9 @@ th,td{border:1px solid #d0d0d0;padding:.3em .65em;text-align:right;vertical-alig
 th{background:#f3f3f3}td.key,th.key{text-align:left}
 table.summary td{text-align:left}table.summary td:first-child{font-weight:600;
  white-space:nowrap;background:#fafafa}
-td.sig{background:#d9f2d9;color:#0b5d1e}td.na{color:#888}
-.n{display:block;font-size:.78em;color:#666}td.best{font-weight:700}
+td.sig{background:#d9f2d9;color:#0b5d1e}td.sigdense{background:#f6dede;color:#8a1c1c}
+td.na{color:#888}.n,.gap{display:block;font-size:.78em;color:#666}.gap{white-space:nowrap}
+td.best{font-weight:700}ul.verdict{font-size:.95em}
 .caption,figcaption{font-size:.9em;color:#444;max-width:75em}
 figure{margin:1.2em 0}img{max-width:100%;height:auto;border:1px solid #eee}
 ul.notes{font-size:.85em;color:#555}details{margin:.5em 0}footer{margin-top:3em;
@@ -52,46 +53,53 @@ def _num(value: float, digits: int = 3) -> str:
 
 
 def pvalue_text(cell: PValueCell, digits: int = 3) -> str:
-    """The p shown in a cell, exactly as ``study tests`` prints it."""
-    return cell_text(cell, digits)
+    """The p shown in a cell, exactly as ``study tests`` prints it ("p = 0.016", "n<5", ...)."""
+    return text.p_text(cell, digits)
 
 
 def _pvalue_tooltip(cell: PValueCell) -> str:
     r = cell.result
     parts = [f"p = {_num(r.p_value, 4)} before correction" if math.isfinite(r.p_value) else "",
              f"mean sparse {_num(r.mean_sparse)}, mean dense {_num(r.mean_dense)}",
-             f"mean difference {_num(r.mean_diff)} (> 0: sparse better)",
-             f"95% CI {_num(r.ci_low)} to {_num(r.ci_high)}"
+             f"sparse − dense {_num(r.diff)}",
+             f"95% CI {_num(r.diff_ci_low)} to {_num(r.diff_ci_high)}"
              if math.isfinite(r.ci_low) and math.isfinite(r.ci_high) else "",
-             f"{r.effect_name} {_num(r.effect_size)}" if math.isfinite(r.effect_size) else "",
+             f"{r.effect_name} {_num(r.effect_size)} (> 0: sparse better)"
+             if math.isfinite(r.effect_size) else "",
              r.note]
     return "; ".join(p for p in parts if p)
 
 
+def _pvalue_td(table: PValueTable, cell: PValueCell) -> str:
+    """One cell: the p (bold when ≤ α), sparse − dense [CI], n; green when significant with
+    sparse ahead, red with dense ahead, grey when untested."""
+    side = text.significant_side(cell)
+    css = {1: "sig", -1: "sigdense"}.get(side, "na" if math.isnan(cell.p_adjusted) else "")
+    p = escape(pvalue_text(cell))
+    shown = f"<b>{p}</b>" if cell.significant else p
+    gap = text.gap_text(cell.result, table.metric)
+    gap_html = f'<span class="gap">{escape(gap)}</span>' if gap else ""
+    return (f'<td class="{css}" title="{escape(_pvalue_tooltip(cell))}">{shown}{gap_html}'
+            f'<span class="n">{escape(text.n_text(cell))}</span></td>')
+
+
 def pvalue_html(table: PValueTable) -> str:
-    """The p-value table in the paper's layout: rows × columns, bold and green when p ≤ α,
-    n per cell, details in each cell's tooltip, the caption and the cells' notes below."""
-    head = "".join(f"<th>{escape(label(c))}</th>" for c in table.cols)
-    lines = [f'<table class="pvalues"><tr><th class="key">{escape(table.row_key)} \\ '
-             f"{escape(table.col_key)}</th>{head}</tr>"]
-    for r in table.rows:
-        tds = []
-        for c in table.cols:
-            cell = table.cell(r, c)
-            text = escape(pvalue_text(cell))
-            css = "sig" if cell.significant else ("na" if math.isnan(cell.p_adjusted) else "")
-            shown = f"<b>{text}</b>" if cell.significant else text
-            div = f", {cell.diverged} div." if cell.diverged else ""
-            tds.append(f'<td class="{css}" title="{escape(_pvalue_tooltip(cell))}">{shown}'
-                       f'<span class="n">n={cell.result.n}{escape(div)}</span></td>')
-        lines.append(f'<tr><th class="key">{escape(label(r))}</th>{"".join(tds)}</tr>')
+    """The p-value table in the paper's layout: rows × columns, each cell the p (bold when
+    p ≤ α, on green with sparse ahead, on red with dense ahead), sparse − dense with its CI and
+    n; the caption, the summary sentences and the cells' notes below; details on hover."""
+    head = "".join(f"<th>{escape(label(c))}</th>" for c in table.col_values)
+    lines = [f'<table class="pvalues"><tr><th class="key">{escape(table.row_axis)} \\ '
+             f"{escape(table.col_axis)}</th>{head}</tr>"]
+    for r in table.row_values:
+        tds = "".join(_pvalue_td(table, table.cell(r, c)) for c in table.col_values)
+        lines.append(f'<tr><th class="key">{escape(label(r))}</th>{tds}</tr>')
     lines.append("</table>")
-    lines.append(f'<p class="caption">{escape(table.caption())} Hover a cell for the means, '
-                 "the mean difference with its bootstrap CI and the effect size.</p>")
-    notes = [f"{label(c.row)} / {label(c.col)}: "
-             + "; ".join(x for x in (c.result.note, diverged_text(c)) if x)
-             for c in (table.cell(r, k) for r in table.rows for k in table.cols)
-             if c.result.note or c.diverged]
+    lines.append(f'<p class="caption">{escape(table.caption("html"))} Hover a cell for the '
+                 "means, the p before correction and the effect size.</p>")
+    lines.append('<ul class="verdict">' + "".join(f"<li>{escape(s)}</li>"
+                                                  for s in table.summary_lines()) + "</ul>")
+    notes = [f"{label(c.row)} / {label(c.col)}: {text.cell_notes(c)}"
+             for c in table.ordered() if text.cell_notes(c)]
     if notes:
         lines.append('<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in notes)
                      + "</ul>")
