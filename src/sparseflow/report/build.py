@@ -110,7 +110,7 @@ def _figures(study: d.StudyData, metric: str, rows: str, cols: str, test: str,
     cell_runs = [s for s in series if int(s.row["dense_width"]) == cell_width
                  and all(d.freeze(s.row.get(k)) == v for k, v in curve_cell.items())]
     out = [
-        (f"{_titled(ylabel)} against dense width", width_figure(
+        (f"{_titled(ylabel.removesuffix(' (log scale)'))} against dense width", width_figure(
             study, metric, panel_key, color_key, colors, name=f"{metric}_vs_width",
             title=f"{_titled(ylabel)} against dense width (sparse width {sparse_w})")),
         ("How large is the difference? Sparse vs dense, paired, with 95% CIs",

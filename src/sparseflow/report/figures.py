@@ -120,8 +120,10 @@ def draw(data: FigureData, size: str = "screen") -> Figure:
         axes = fig.subplots(nrows, ncols, squeeze=False, sharey=share,
                             sharex=data.grid is not None)
         flat = [ax for row in axes for ax in row]
+        # A title wraps where it would run into the next panel (~0.6 em per character).
+        chars = max(12, int((width - 0.9) / ncols * 72 / (0.6 * (sz.font + 1))))
         for i, (ax, panel) in enumerate(zip(flat, data.panels, strict=False)):
-            _panel(ax, panel, data)
+            _panel(ax, panel, data, chars, sz.font / 10)
             if data.grid is not None:
                 _grid_labels(ax, i, nrows, ncols, data)
             elif share and i % ncols:  # one y label per row of panels that share the y axis
@@ -182,9 +184,10 @@ def _dodge(data: FigureData, panel: Panel) -> dict[int, float]:
     return {i: (i - mid) * step for i in range(len(panel.series))}
 
 
-def _panel(ax: Axes, panel: Panel, data: FigureData) -> None:
-    """Draw one panel's series and reference lines."""
-    ax.set_title(panel.title)
+def _panel(ax: Axes, panel: Panel, data: FigureData, chars: int, marker: float) -> None:
+    """Draw one panel's series and reference lines; the title wrapped at ``chars``, markers
+    scaled by ``marker``."""
+    ax.set_title(textwrap.fill(panel.title, chars))
     ax.set_xlabel(data.xlabel)
     ax.set_ylabel(panel.ylabel)
     if panel.log:
@@ -198,7 +201,7 @@ def _panel(ax: Axes, panel: Panel, data: FigureData) -> None:
         ax.axhline(y, color=color, linewidth=1.0, linestyle=":", zorder=1)
     shift = _dodge(data, panel)
     for i, s in enumerate(panel.series):
-        _series(ax, s, data, shift.get(i, 0.0))
+        _series(ax, s, data, shift.get(i, 0.0), marker)
     if data.style == "band" and not data.xticklabels:  # epochs are whole numbers
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if data.xticks:
@@ -207,18 +210,19 @@ def _panel(ax: Axes, panel: Panel, data: FigureData) -> None:
         ax.set_xticklabels(labels, rotation=45 if len(data.xticks) > 6 else 0)
 
 
-def _series(ax: Axes, s: Series, data: FigureData, shift: float) -> None:
+def _series(ax: Axes, s: Series, data: FigureData, shift: float, scale: float) -> None:
     color = data.colors.get(s.label, "0.3")
-    style = KIND_STYLE[s.kind]
+    style = {**KIND_STYLE[s.kind]}
+    style["markersize"] *= scale
     if data.style == "band":
         marker = style["marker"] if len(s.x) <= _MARK_UP_TO else ""
-        ax.plot(s.x, s.y, color=color, **{**style, "marker": marker, "markersize": 4})
+        ax.plot(s.x, s.y, color=color, **{**style, "marker": marker, "markersize": 4 * scale})
         ax.fill_between(s.x, s.lo, s.hi, color=color,
                         alpha=0.12 if s.kind == "dense" else 0.22, linewidth=0)
         return
     err = [[y - lo for y, lo in zip(s.y, s.lo, strict=True)],
            [hi - y for y, hi in zip(s.y, s.hi, strict=True)]]
-    ax.errorbar([x + shift for x in s.x], s.y, yerr=err, color=color, capsize=3,
+    ax.errorbar([x + shift for x in s.x], s.y, yerr=err, color=color, capsize=3 * scale,
                 elinewidth=1, **style)
 
 
