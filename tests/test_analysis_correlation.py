@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 from sparseflow.analysis import CorrelationTable, kendall_table
+from sparseflow.analysis.correlation import kendall_by_group
 
 
 def hand_tau_b(xs: list[float], ys: list[float]) -> float:
@@ -139,3 +140,40 @@ def test_bad_runs_and_cells() -> None:
         table.cell("egf9", "dense", "test_loss")
     with pytest.raises(AttributeError):
         table.measures = ("x",)  # frozen
+
+
+def test_kendall_by_width_matches_scipy_within_each_width() -> None:
+    runs = _random_runs(60, seed=2)
+    rng = random.Random(3)
+    for i, r in enumerate(runs):
+        r["dense_width"] = (8, 16, 32)[i % 3]
+        # Capacity drives both egf2 and the loss across widths; within one they are unrelated.
+        r["egf2"] = rng.uniform(0, 1) + r["dense_width"]
+        r["test_loss"] = rng.uniform(0, 1) - r["dense_width"]
+    runs.append({**runs[0], "dense_width": None})  # no width: in no group
+    groups = kendall_by_group(runs, "dense_width")
+    assert list(groups) == [8, 16, 32]
+    for w, table in groups.items():
+        for m, k, t in itertools.product(table.measures, table.kinds, table.targets):
+            mine = [r for r in runs if r["dense_width"] == w and r["kind"] == k]
+            ref = stats.kendalltau([r[m] for r in mine], [r[t] for r in mine])
+            cell = table.cell(m, k, t)
+            assert cell.tau == pytest.approx(ref.statistic, abs=1e-12)
+            assert cell.p_value == pytest.approx(ref.pvalue, abs=1e-12)
+            assert cell.n == len(mine) == 10
+    # Pooled over widths, capacity makes egf2 and loss look strongly (negatively) related,
+    # much more than within any width.
+    pooled = kendall_table(runs[:-1]).cell("egf2", "sparse", "test_loss").tau
+    within = [abs(g.cell("egf2", "sparse", "test_loss").tau) for g in groups.values()]
+    assert pooled < -0.5 and max(within) < 0.5
+
+
+def test_kendall_by_group_other_keys_and_errors() -> None:
+    runs = [{"kind": "sparse", "egf1": float(i), "test_loss": float(i), "variant": v}
+            for i, v in enumerate(["NR", "BN"] * 3)]
+    groups = kendall_by_group(runs, "variant", measures=["egf1"], targets=["test_loss"])
+    assert list(groups) == ["BN", "NR"]  # ascending
+    assert groups["NR"].cell("egf1", "sparse", "test_loss").tau == pytest.approx(1.0)
+    assert kendall_by_group([], "dense_width") == {}
+    with pytest.raises(ValueError, match="cannot be ordered"):
+        kendall_by_group([{"kind": "sparse", "k": 1}, {"kind": "sparse", "k": "a"}], "k")

@@ -29,7 +29,10 @@ from tests.test_studies_plan import spec_dict
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IMG = '<img src="data:image/png;base64,'
-FIGURES = ("test_accuracy_vs_width", "egf2_vs_width", "curves")
+FIGURES = ("test_accuracy_vs_width", "test_accuracy_difference", "curves_grid", "curves",
+           "egf2_vs_width", "egf2_training", "egf2_per_layer", "kendall_by_width")
+#: Page width of each PDF in points (72 per inch): two-column 7 in, one-column 3.5 in.
+PDF_WIDTHS = {".pdf": 504.0, "-1col.pdf": 252.0}
 
 
 @dataclass(frozen=True)
@@ -93,17 +96,29 @@ def test_report_is_one_self_contained_page(built: Built) -> None:
     assert page.count(IMG) == len(payloads) == len(FIGURES)
     assert all(base64.b64decode(p).startswith(PNG_MAGIC) for p in payloads)
     for section in ("Summary", "Is sparse better than same-capacity dense?", "Kendall τ",
-                    "Training curves", "Average EGF against dense width"):
+                    "Training curves", "Average EGF against dense width",
+                    "Kendall τ within each dense width", "Gradient flow per layer"):
         assert section in page
+    # the figures in the page's order, each once
+    assert re.findall(r'<figure id="([^"]+)"', page) == list(FIGURES)
 
 
 def test_every_figure_is_written_as_png_and_pdf(built: Built) -> None:
     folder = built.study / "report"
     assert sorted(p.name for p in folder.glob("*.png")) == sorted(f"{f}.png" for f in FIGURES)
+    assert sorted(p.name for p in folder.glob("*.pdf")) == sorted(
+        f"{f}{suffix}" for f in FIGURES for suffix in PDF_WIDTHS)
     for name in FIGURES:
-        png, pdf = (folder / f"{name}.png").read_bytes(), (folder / f"{name}.pdf").read_bytes()
+        png = (folder / f"{name}.png").read_bytes()
         assert png.startswith(PNG_MAGIC) and len(png) > 10_000
-        assert pdf.startswith(b"%PDF") and b"%%EOF" in pdf[-64:]
+        for suffix, width in PDF_WIDTHS.items():
+            pdf = (folder / f"{name}{suffix}").read_bytes()
+            assert pdf.startswith(b"%PDF") and b"%%EOF" in pdf[-64:]
+            # TrueType fonts embedded (pdf.fonttype 42), no Type 3 bitmap-like fonts
+            assert b"/Subtype /Type3" not in pdf and b"/FontFile2" in pdf, name + suffix
+            box = re.search(rb"/MediaBox \[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", pdf)
+            assert box and float(box.group(1)) == pytest.approx(width, abs=0.5), name + suffix
+    assert f'href="{FIGURES[0]}-1col.pdf"' in built.html  # the page links its files
     assert not list(folder.glob(".*.tmp"))  # atomic writes leave no temporary file
 
 
@@ -191,7 +206,32 @@ def test_cell_option_picks_the_training_curves(study_dir: Path, tmp_path: Path,
     page = out.read_text()
     assert "optim.name = sgd, variant = BN at dense width W_D = 16" in page
     assert "H1: sparse &lt; dense on test_loss" in page  # a loss: lower is better
-    assert page.count(IMG) == 3 and (study_dir / "report" / "test_loss_vs_width.pdf").exists()
+    assert page.count(IMG) == len(FIGURES)
+    # figures beside the named page, never in (or over) the default report's folder
+    assert (tmp_path / "r_files" / "test_loss_vs_width.pdf").exists()
+    assert 'href="r_files/test_loss_difference.png"' in page
+    assert not (study_dir / "report" / "test_loss_vs_width.png").exists()
+
+
+def test_metric_egf2_draws_each_figure_once_and_out_isolates_figures(
+        built: Built, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    default = built.study / "report"
+    before = {p.name: p.read_bytes() for p in default.iterdir()}
+    out = tmp_path / "elsewhere" / "x.html"
+    out.parent.mkdir()
+    code, _, err = _run(["study", "report", str(built.study), "--out", str(out),
+                         "--metric", "egf2"], capsys)
+    assert code == 0, err
+    page = out.read_text()
+    ids = re.findall(r'<figure id="([^"]+)"', page)
+    assert ids == ["egf2_vs_width", "egf2_difference", "curves_grid", "curves",
+                   "egf2_training", "egf2_per_layer", "kendall_by_width"]
+    assert page.count(IMG) == len(ids)
+    assert page.count("against dense width</h2>") == 1  # one section for egf2_vs_width
+    written = sorted(p.name for p in (tmp_path / "elsewhere" / "x_files").iterdir())
+    assert written == sorted(f"{i}{s}" for i in ids for s in (".png", *PDF_WIDTHS))
+    # the default report's files are untouched, byte for byte
+    assert {p.name: p.read_bytes() for p in default.iterdir()} == before
 
 
 @pytest.mark.parametrize("args,needle", [

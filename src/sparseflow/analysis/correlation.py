@@ -19,6 +19,12 @@ finite (a diverged run's NaN or inf) counts as +inf, the worst loss, so the run 
 of vanishing; its measures are the averages over the probe points up to divergence (the run
 summary leaves a measure's non-finite points out of its average). A measure that is missing or
 NaN still drops the run from that cell.
+
+**Within a dense width** (:func:`kendall_by_group`): a τ pooled over runs of several dense widths
+also ranks capacities against each other (a wider dense net, and its sparse twin, typically has
+both a different gradient flow and a better accuracy), so part of it measures capacity, not
+gradient flow. The same table computed separately within each width removes that; comparing the
+two shows how much of the pooled τ is capacity.
 """
 
 from __future__ import annotations
@@ -196,3 +202,31 @@ def kendall_table(
                 tau, p, note = _kendall([x for x, _ in kept], [y for _, y in kept])
                 cells.append(Cell(m, k, t, tau, p, len(kept), note))
     return CorrelationTable(tuple(measures), tuple(kinds), tuple(targets), tuple(cells))
+
+
+def kendall_by_group(
+    runs: Sequence[Mapping[str, Any]],
+    key: str = "dense_width",
+    measures: Sequence[str] = ("gf1", "gf2", "egf1", "egf2"),
+    targets: Sequence[str] = ("test_loss", "test_accuracy"),
+    kinds: Sequence[str] = ("sparse", "dense"),
+) -> dict[Any, CorrelationTable]:
+    """:func:`kendall_table` computed separately within each value of ``key`` (default: within
+    each dense width; see the module docstring), as ``{value: table}`` in ascending order.
+
+    A run without ``key`` (or with None) belongs to no group. Each group's cells follow
+    :func:`kendall_table` (n, NaN below 3 runs, notes).
+
+    Raises:
+        ValueError: as :func:`kendall_table`, or a ``key`` whose values cannot be ordered.
+    """
+    groups: dict[Any, list[Mapping[str, Any]]] = {}
+    for run in runs:
+        value = run.get(key)
+        if value is not None:
+            groups.setdefault(value, []).append(run)
+    try:
+        order = sorted(groups)
+    except TypeError:
+        raise ValueError(f"the values of {key!r} cannot be ordered: {list(groups)}") from None
+    return {v: kendall_table(groups[v], measures, targets, kinds) for v in order}

@@ -13,15 +13,18 @@ from sparseflow.cli.study_cmd import ALL_RUNS, ALPHA
 def report(
     directory: Path = typer.Argument(..., help="Study directory."),
     out: Path | None = typer.Option(None, "--out", help="HTML file (default "
-                                    "DIR/report/report.html; figures always go to DIR/report/)."),
-    metric: str = typer.Option("test_accuracy", help="Metric of the p-value table and the "
-                               "first figure (losses: lower is better)."),
+                                    "DIR/report/report.html, figures in DIR/report/; any "
+                                    "other page gets its figures in <stem>_files/ beside it)."),
+    metric: str = typer.Option("test_accuracy", help="Metric of the p-value table, the "
+                               "first figures and the training small multiples (losses: "
+                               "lower is better)."),
     rows: str | None = typer.Option(None, help="Row axis of the table, one figure panel per "
                                     "value (default: the first swept axis)."),
     cols: str | None = typer.Option(None, help="Column axis of the table, one figure colour "
                                     "per value (default: variant)."),
-    cell: list[str] = typer.Option([], "--cell", help="KEY=VALUE naming the training-curves "
-                                   "cell (repeat; default: the first cell)."),
+    cell: list[str] = typer.Option([], "--cell", help="KEY=VALUE naming the cell whose four "
+                                   "training curves are drawn in detail (repeat; default: the "
+                                   "first cell)."),
     test: str = typer.Option("wilcoxon", help="wilcoxon (paired), ttest (paired), mannwhitney."),
     correction: str = typer.Option("none", help="Multiple comparisons: none, holm, bh."),
     alpha: float = ALPHA,
@@ -38,8 +41,11 @@ def report(
                          all_runs=all_runs)
     console = Console()
     console.print(f"wrote {files.html}")
-    console.print(f"figures ({len(files.figures)} files, PNG and PDF) in "
-                  f"{files.figures[0].parent if files.figures else files.html.parent}")
+    if files.figure_dir is None:
+        console.print("no figure files written (the page embeds its figures)")
+    else:
+        console.print(f"figures ({len(files.figures)} files: PNG, two- and one-column PDF) "
+                      f"in {files.figure_dir}")
 
 
 def register(app: typer.Typer) -> None:

@@ -5,8 +5,10 @@ come from :mod:`sparseflow.analysis`) and never imports ``sparseflow.train``.
 
 - :func:`build_report`: the whole ``sparseflow study report`` (store → files).
 - ``data``: the study as read from its store, the choice of axes and cell, the summary.
-- ``series``: per-figure plain data (descriptive means and spreads over seeds).
-- ``figures``: plain data → matplotlib Figure; ``html``: the page; ``palette``: colours.
+- ``series`` and ``series_runs``: per-figure plain data (descriptive means and spreads over
+  seeds; CIs and τ from :mod:`sparseflow.analysis`).
+- ``figures``: plain data → matplotlib Figure (screen PNG, two- and one-column PDF);
+  ``html``: the page; ``palette``: colours.
 """
 
 from __future__ import annotations

@@ -1,24 +1,43 @@
 """``sparseflow study report``: read the store, test, draw, and write the report's files.
 
-Output (every file written atomically, so a reader never sees half a report):
-``<out>`` (default ``DIR/report/report.html``) and each figure as ``DIR/report/<name>.png`` and
-``.pdf``: ``<metric>_vs_width``, ``egf2_vs_width`` and ``curves``.
+Output (every file written atomically, so a reader never sees half a report): the page
+``<out>`` (default ``DIR/report/report.html``) and each figure as ``<name>.png`` (the page's
+image), ``<name>.pdf`` (7 in wide, a two-column paper's full width) and ``<name>-1col.pdf``
+(3.5 in, one column), in :func:`figure_dir`: ``DIR/report/`` for the default page, else
+``<stem>_files/`` next to the page, so that a second report never overwrites the first one's
+figures. The figures, in page order: ``<metric>_vs_width``, ``<metric>_difference``,
+``curves_grid``, ``curves``, ``egf2_vs_width``, ``egf2_training``, ``egf2_per_layer`` and
+``kendall_by_width`` (each drawn once, also when ``metric`` is ``egf2``).
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sparseflow.analysis import CORRECTIONS, TESTS, kendall_table, pvalue_table
+from sparseflow.analysis.correlation import kendall_by_group
 from sparseflow.report import data as d
 from sparseflow.report import figures, html
 from sparseflow.report.errors import ReportError
 from sparseflow.report.palette import value_colors
-from sparseflow.report.series import FigureData, curves_figure, metric_axis, width_figure
-from sparseflow.store import StoreError, StudyStore
+from sparseflow.report.series import (
+    FigureData,
+    difference_figure,
+    kendall_width_figure,
+    metric_axis,
+    width_figure,
+)
+from sparseflow.report.series_runs import (
+    curve_grid_figure,
+    curves_figure,
+    egf_training_figure,
+    per_layer_figure,
+)
 from sparseflow.utils.atomic import atomic_write_bytes, write_output
 
 REPORT_DIR = "report"
@@ -27,10 +46,12 @@ HTML_NAME = "report.html"
 
 @dataclass(frozen=True)
 class ReportFiles:
-    """What :func:`build_report` wrote: the HTML page and every figure file (PNG and PDF)."""
+    """What :func:`build_report` wrote: the HTML page and every figure file (PNG and PDFs);
+    ``figure_dir`` is None when no figure file was written (see :func:`figure_dir`)."""
 
     html: Path
     figures: tuple[Path, ...]
+    figure_dir: Path | None = None
 
 
 def _check_options(metric: str, test: str, correction: str, alpha: float) -> None:
@@ -44,19 +65,109 @@ def _check_options(metric: str, test: str, correction: str, alpha: float) -> Non
         raise ReportError(f"--alpha must be in (0, 1), got {alpha}")
 
 
-def _curve_runs(study: d.StudyData, cell: dict[str, Any]
-                ) -> tuple[int, list[tuple[str, dict[str, list[dict[str, Any]]]]]]:
-    """(widest dense width of the cell, its runs' per-epoch metrics and probe points)."""
-    runs = d.cell_runs(study, cell)
-    width = max(int(r["dense_width"]) for r in runs)
-    chosen = [r for r in runs if int(r["dense_width"]) == width]
+def figure_dir(directory: str | Path, out: str | Path | None) -> Path | None:
+    """Where a report's figure files go: ``DIR/report/`` for the default page (also when
+    ``out`` names it), ``<stem>_files/`` beside any other page (``elsewhere/x.html`` →
+    ``elsewhere/x_files/``), and nowhere (None) when ``out`` is a character device or a FIFO
+    (``/dev/null``, a pipe): the page embeds its images, and a stream has no "beside"."""
+    default = Path(directory) / REPORT_DIR
+    if out is None:
+        return default
+    target = Path(out)
     try:
-        with StudyStore(study.directory, readonly=True) as store:
-            return width, [(r["kind"], {"metrics": store.metrics(r["run_key"]),
-                                        "gradflow": store.gradflow(r["run_key"])})
-                           for r in chosen]
-    except StoreError as exc:
-        raise ReportError(str(exc)) from None
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+        return None
+    if target.resolve() == (default / HTML_NAME).resolve():
+        return default
+    return target.parent / f"{target.stem}_files"
+
+
+def _titled(text: str) -> str:
+    return f"{text[0].upper()}{text[1:]}"
+
+
+def _figures(study: d.StudyData, metric: str, rows: str, cols: str, test: str,
+             curve_cell: dict[str, Any], kendall: Any, by_width: Any
+             ) -> list[tuple[str, FigureData]]:
+    """(section heading, figure data) of every figure, in page order, each name once."""
+    finished = study.finished
+    panel_key, color_key = d.figure_keys(study, rows, cols)
+    colors = value_colors([d.label(v) for v in study.values(color_key)])
+    ylabel = metric_axis(metric)[0]
+    sparse_w = ", ".join(str(w) for w in sorted({r["sparse_width"] for r in finished
+                                                  if r.get("sparse_width") is not None}))
+    widest = max(study.widths())
+    # One store session for every series a figure needs: the widest width's runs (and the
+    # runs of every width when the table's axes include the dense width) and the cell's.
+    need = [r for r in finished if int(r["dense_width"]) == widest
+            or "dense_width" in (rows, cols) or all(
+                d.freeze(r.get(k)) == v for k, v in curve_cell.items())]
+    series = d.load_series(study, need)
+    cell_width = max(int(r["dense_width"]) for r in d.cell_runs(study, curve_cell))
+    cell_runs = [s for s in series if int(s.row["dense_width"]) == cell_width
+                 and all(d.freeze(s.row.get(k)) == v for k, v in curve_cell.items())]
+    out = [
+        (f"{_titled(ylabel.removesuffix(' (log scale)'))} against dense width", width_figure(
+            study, metric, panel_key, color_key, colors, name=f"{metric}_vs_width",
+            title=f"{_titled(ylabel)} against dense width (sparse width {sparse_w})")),
+        ("How large is the difference? Sparse vs dense, paired, with 95% CIs",
+         difference_figure(study, metric, panel_key, color_key, colors, test=test,
+                           name=f"{metric}_difference",
+                           title=f"Sparse vs same-capacity dense: paired difference in "
+                                 f"{ylabel.removesuffix(' (log scale)')}")),
+        ("Training in every cell of the table", curve_grid_figure(
+            study, series, metric, rows, cols, widest, color_key, colors,
+            name="curves_grid")),
+        ("Training curves of one cell", curves_figure(
+            curve_cell, cell_width,
+            [(s.row["kind"], {"metrics": s.metrics, "gradflow": s.gradflow})
+             for s in cell_runs],
+            color_key, colors.get(d.label(curve_cell.get(color_key)), "0.3"), name="curves")),
+        ("Average EGF against dense width", width_figure(
+            study, "egf2", panel_key, color_key, colors, name="egf2_vs_width",
+            title=f"Average EGF₂ against dense width (sparse width {sparse_w})")),
+        ("EGF over training: does BatchNorm change sparse networks' gradient flow more?",
+         egf_training_figure(study, series, widest,
+                             value_colors([d.label(v) for v in study.values("variant")]),
+                             name="egf2_training")),
+        ("Gradient flow per layer", per_layer_figure(study, series, widest, color_key, colors,
+                                                     name="egf2_per_layer")),
+        ("Kendall τ within each dense width", kendall_width_figure(kendall, by_width,
+                                                                   name="kendall_by_width")),
+    ]
+    seen: set[str] = set()
+    unique = []
+    for heading, fd in out:  # --metric egf2 names egf2_vs_width twice: draw it once
+        if fd.name not in seen:
+            seen.add(fd.name)
+            unique.append((heading, fd))
+    return unique
+
+
+def _write_figures(datas: Sequence[FigureData], folder: Path | None, prefix: str
+                   ) -> tuple[dict[str, str], list[Path]]:
+    """Render every figure; write its files into ``folder`` (unless None). Returns the page
+    HTML of each figure by name and the paths written."""
+    by_name, written = {}, []
+    for fd in datas:
+        files = figures.render_files(fd)
+        names = []
+        for suffix, content in files.items():
+            if folder is not None:
+                path = folder / f"{fd.name}{suffix}"
+                try:
+                    atomic_write_bytes(path, content)
+                except OSError as exc:
+                    raise ReportError(f"cannot write {exc.filename or path}: "
+                                      f"{exc.strerror or exc}; name another --out file") from exc
+                written.append(path)
+                names.append(f"{prefix}{fd.name}{suffix}")
+        by_name[fd.name] = html.figure_html(
+            html.FigureBlock(fd.name, fd.title, fd.caption, files[".png"], tuple(names)))
+    return by_name, written
 
 
 def build_report(directory: str | Path, *, out: str | Path | None = None,
@@ -68,12 +179,16 @@ def build_report(directory: str | Path, *, out: str | Path | None = None,
     docstring for the files.
 
     Args:
-        metric: compared in the p-value table and drawn in the first width figure.
+        out: the page (default ``DIR/report/report.html``); its figures go to
+            :func:`figure_dir`.
+        metric: compared in the p-value table, drawn in the first width figure, the
+            difference figure and the small multiples of training.
         rows, cols: the table's axes (default: the first swept axis × ``variant``, as
             ``study tests``); the width figures draw one panel per row value and one colour per
-            column value (see :func:`sparseflow.report.data.figure_keys`).
-        cell: ``KEY=VALUE`` items naming the training-curves cell (default: the first cell,
-            in spec order, that has finished runs).
+            column value (see :func:`sparseflow.report.data.figure_keys`); the small multiples
+            of training draw one panel per cell.
+        cell: ``KEY=VALUE`` items naming the cell whose four training curves are drawn in
+            detail (default: the first cell, in spec order, that has finished runs).
         test, correction, alpha: passed to :func:`sparseflow.analysis.pvalue_table`.
         all_runs: cover every stored run, not only the latest plan's (see
             :func:`sparseflow.store.scope.plan_scope`).
@@ -90,54 +205,30 @@ def build_report(directory: str | Path, *, out: str | Path | None = None,
                          row_order=study.values(rows), col_order=study.values(cols))
     finished = study.finished
     kendall = kendall_table(finished)
+    by_width = kendall_by_group(finished, "dense_width")
     kinds = {k: sum(r["kind"] == k for r in finished) for k in ("sparse", "dense")}
 
-    panel_key, color_key = d.figure_keys(study, rows, cols)
-    colors = value_colors([d.label(v) for v in study.values(color_key)])
-    ylabel = metric_axis(metric)[0]
-    sparse_w = ", ".join(str(w) for w in sorted({r["sparse_width"] for r in finished
-                                                  if r.get("sparse_width") is not None}))
-    datas: list[FigureData] = [width_figure(
-        study, metric, panel_key, color_key, colors, name=f"{metric}_vs_width",
-        title=f"{ylabel[0].upper()}{ylabel[1:]} against dense width (sparse width {sparse_w})")]
-    if metric != "egf2":
-        datas.append(width_figure(study, "egf2", panel_key, color_key, colors,
-                                  name="egf2_vs_width",
-                                  title=f"Average EGF₂ against dense width (sparse width "
-                                        f"{sparse_w})"))
-    width, runs = _curve_runs(study, curve_cell)
-    datas.append(curves_figure(curve_cell, width, runs, color_key,
-                               colors.get(d.label(curve_cell.get(color_key)), "0.3"),
-                               name="curves"))
-
-    report_dir = Path(directory) / REPORT_DIR
-    blocks, written = [], []
-    for fd in datas:
-        png, pdf = figures.render(figures.draw(fd))
-        for suffix, content in ((".png", png), (".pdf", pdf)):
-            path = report_dir / f"{fd.name}{suffix}"
-            atomic_write_bytes(path, content)
-            written.append(path)
-        blocks.append(html.FigureBlock(fd.name, fd.title, fd.caption, png))
-
-    by_name = {b.name: html.figure_html(b) for b in blocks}
+    target = Path(out) if out is not None else Path(directory) / REPORT_DIR / HTML_NAME
+    folder = figure_dir(directory, out)
+    prefix = "" if folder is None or folder == target.parent else f"{folder.name}/"
+    datas = _figures(study, metric, rows, cols, test, curve_cell, kendall, by_width)
+    by_name, written = _write_figures([fd for _, fd in datas], folder, prefix)
+    heading = dict((fd.name, h) for h, fd in datas)
+    names = [fd.name for _, fd in datas]
     sections = [(f"Is sparse better than same-capacity dense? ({metric})",
-                 html.pvalue_html(table)),
-                (f"{ylabel[0].upper()}{ylabel[1:]} against dense width",
-                 by_name[f"{metric}_vs_width"])]
-    if "egf2_vs_width" in by_name:
-        sections.append(("Average EGF against dense width", by_name["egf2_vs_width"]))
+                 html.pvalue_html(table))]
+    sections += [(heading[n], by_name[n]) for n in names if n != "kendall_by_width"]
     sections += [("Gradient flow and generalization: Kendall τ",
                   html.kendall_html(kendall, kinds)),
-                 ("Training curves", by_name["curves"])]
+                 (heading["kendall_by_width"],
+                  html.kendall_width_html(kendall, by_width) + by_name["kendall_by_width"])]
     failed = [(r["run_key"], str(r.get("error") or "")) for r in study.rows
               if r.get("status") == "failed"]
     text = html.page(f"sparseflow study report: {study.name}", d.summary_items(study, table),
                      sections, failed)
-    target = Path(out) if out is not None else report_dir / HTML_NAME
     try:  # a special file (/dev/null) is written through, never replaced
         write_output(target, text.encode("utf-8"))
     except OSError as exc:
         raise ReportError(f"cannot write {exc.filename or target}: {exc.strerror or exc}; "
                           "name another --out file") from exc
-    return ReportFiles(target, tuple(written))
+    return ReportFiles(target, tuple(written), folder if written else None)

@@ -203,6 +203,25 @@ def choose_cell(study: StudyData, given: Sequence[str]) -> dict[str, Any]:
     return {k: cell[k] for k in study.axes}  # spec order, whatever the order of --cell
 
 
+@dataclass(frozen=True)
+class RunSeries:
+    """One finished run's export ``row`` with its per-epoch ``metrics`` rows (keyed by
+    ``epoch``, from 1) and its gradient-flow ``gradflow`` points (``epoch`` 0 = before the
+    first update, the measures, ``per_layer``), as the store returns them."""
+
+    row: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    gradflow: list[dict[str, Any]]
+
+
+def load_series(study: StudyData, rows: Sequence[Mapping[str, Any]]) -> list[RunSeries]:
+    """The series of each of ``rows`` (finished runs of ``study``), read in one store session."""
+    try:
+        with StudyStore(study.directory, readonly=True) as store:
+            return [RunSeries(dict(r), store.metrics(r["run_key"]), store.gradflow(r["run_key"]))
+                    for r in rows]
+    except StoreError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def _datasets(summaries: Sequence[Mapping[str, Any]]) -> str:

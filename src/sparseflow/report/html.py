@@ -9,9 +9,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
+from typing import Any
 
 from sparseflow._version import __version__
 from sparseflow.analysis import CorrelationTable, PValueCell, PValueTable
@@ -25,7 +26,8 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:2em;
  border-bottom:1px solid #ddd;padding-bottom:.2em}
 table{border-collapse:collapse;margin:.6em 0;font-variant-numeric:tabular-nums}
 th,td{border:1px solid #d0d0d0;padding:.3em .65em;text-align:right;vertical-align:top}
-th{background:#f3f3f3}td.key,th.key{text-align:left}
+th{background:#f3f3f3}td.key,th.key{text-align:left}th[colspan]{text-align:center}
+td.pooled,th.pooled{border-left:2px solid #999}
 table.summary td{text-align:left}table.summary td:first-child{font-weight:600;
  white-space:nowrap;background:#fafafa}
 td.sig{background:#d9f2d9;color:#0b5d1e}td.sigdense{background:#f6dede;color:#8a1c1c}
@@ -40,12 +42,14 @@ ul.notes{font-size:.85em;color:#555}details{margin:.5em 0}footer{margin-top:3em;
 
 @dataclass(frozen=True)
 class FigureBlock:
-    """A rendered figure for the page: its file stem, title, caption and PNG bytes."""
+    """A rendered figure for the page: its file stem, title, caption, PNG bytes and the paths
+    of its files relative to the page (none when no file was written)."""
 
     name: str
     title: str
     caption: str
     png: bytes
+    files: tuple[str, ...] = ()
 
 
 def _num(value: float, digits: int = 3) -> str:
@@ -108,6 +112,7 @@ def pvalue_html(table: PValueTable) -> str:
 
 _MEASURES = {"gf1": "‖g‖₁", "gf2": "‖g‖₂", "egf1": "EGF₁", "egf2": "EGF₂"}
 _TARGETS = {"test_loss": "loss", "test_accuracy": "acc"}
+_TARGET_NAMES = {"test_loss": "test loss", "test_accuracy": "test accuracy"}
 
 
 def kendall_html(table: CorrelationTable, counts: dict[str, int]) -> str:
@@ -146,13 +151,59 @@ def kendall_html(table: CorrelationTable, counts: dict[str, int]) -> str:
     ])
 
 
+_FILE_NOTES = {"-1col.pdf": " (one column, 3.5 in)", ".pdf": " (two columns, 7 in)"}
+
+
 def figure_html(block: FigureBlock) -> str:
-    """A figure: the PNG inline as a data URI, its caption and the names of its files."""
+    """A figure: the PNG inline as a data URI, its caption and its files (linked, relative to
+    the page)."""
     data = base64.b64encode(block.png).decode("ascii")
+    links = []
+    for path in block.files:
+        note = next((v for k, v in _FILE_NOTES.items() if path.endswith(k)), "")
+        links.append(f'<a href="{escape(path)}"><code>{escape(path)}</code></a>{note}')
+    files = f" Files: {', '.join(links)}." if links else ""
     return (f'<figure id="{escape(block.name)}"><img src="data:image/png;base64,{data}" '
-            f'alt="{escape(block.title)}"><figcaption>{escape(block.caption)} Files: '
-            f"<code>{escape(block.name)}.png</code>, <code>{escape(block.name)}.pdf</code>."
+            f'alt="{escape(block.title)}"><figcaption>{escape(block.caption)}{files}'
             "</figcaption></figure>")
+
+
+def kendall_width_html(pooled: CorrelationTable, by_width: Mapping[Any, CorrelationTable]
+                       ) -> str:
+    """Signed Kendall τ pooled over all runs of a kind and within each dense width: one row
+    per (kind, measure), one column group per target (pooled first, then each width), n
+    under every τ."""
+    widths = list(by_width)
+    groups = [("pooled", pooled), *((f"W_D = {label(w)}", by_width[w]) for w in widths)]
+    top = "".join(f'<th colspan="{len(groups)}">{escape(_TARGET_NAMES.get(t, t))}</th>'
+                  for t in pooled.targets)
+    sub = "".join(f'<th{" class=pooled" if g == "pooled" else ""}>{escape(g)}</th>'
+                  for _ in pooled.targets for g, _ in groups)
+    lines = [f'<table class="kendall-width"><tr><th class="key" rowspan="2">Runs</th>'
+             f'<th class="key" rowspan="2">Measure</th>{top}</tr><tr>{sub}</tr>']
+    for kind in pooled.kinds:
+        for i, m in enumerate(pooled.measures):
+            tds = []
+            for t in pooled.targets:
+                for _, table in groups:
+                    c = table.cell(m, kind, t)
+                    shown = f"{c.tau:+.3f}" if math.isfinite(c.tau) else "n/a"
+                    tip = f"p = {_num(c.p_value)}" if math.isfinite(c.tau) else c.note
+                    css = ' class="pooled"' if table is pooled else ""
+                    tds.append(f'<td{css} title="{escape(tip)}">{shown}'
+                               f'<span class="n">n={c.n}</span></td>')
+            head = (f'<th class="key" rowspan="{len(pooled.measures)}">{escape(kind)}</th>'
+                    if i == 0 else "")
+            lines.append(f'<tr>{head}<th class="key">{escape(_MEASURES.get(m, m))}</th>'
+                         f'{"".join(tds)}</tr>')
+    lines.append("</table>")
+    lines.append('<p class="caption">Signed Kendall τ-b of each measure against the test '
+                 "loss and accuracy, over all runs of a kind (pooled, as in the table above) "
+                 "and within each dense width W_D alone, with the number of runs n. Pooled "
+                 "runs of different widths differ in capacity as well as in gradient flow; a "
+                 "τ that holds within every width is about gradient flow, one that only the "
+                 "pooled column shows is largely about capacity.</p>")
+    return "\n".join(lines)
 
 
 def page(title: str, summary: Sequence[tuple[str, str]], sections: Sequence[tuple[str, str]],

@@ -1,20 +1,27 @@
 """Per-figure plain data: what each line of each panel shows, aggregated over seeds.
 
 The aggregation is descriptive only (mean and standard deviation over the runs of a point,
-computed with numpy); no test statistic is computed here. On a log axis a point is the
+computed with numpy); the few inferential numbers (the paired differences' confidence
+intervals, Kendall τ) come from :mod:`sparseflow.analysis`, never from here. Figures of the
+export rows live here; figures of the per-run series (curves, probe points, layers) live in
+:mod:`sparseflow.report.series_runs`. On a log axis a point is the
 geometric mean with a ×/÷ geometric-standard-deviation bar, which stays positive and symmetric
 on that axis; non-positive and non-finite values cannot be drawn there and are counted instead.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from sparseflow.analysis import compare, pair_up
+from sparseflow.analysis.correlation import CorrelationTable
 from sparseflow.report.data import StudyData, freeze, label
+from sparseflow.report.palette import PALETTE
 
 KINDS: tuple[str, ...] = ("dense", "sparse")
 _MEASURE_NAMES = {"egf1": "EGF₁", "egf2": "EGF₂", "gf1": "‖g‖₁", "gf2": "‖g‖₂",
@@ -43,6 +50,8 @@ class Panel:
     series: list[Series]
     ylabel: str
     log: bool = False
+    #: Reference lines across the panel: (y, colour), e.g. the zero of a difference.
+    hlines: tuple[tuple[float, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,12 @@ class FigureData:
 
     ``colors`` maps each legend label to its colour (legend order); ``style`` is ``"errorbar"``
     (points with bars, the width figures) or ``"band"`` (lines with a shaded ±1 sd band, the
-    training curves); ``xticks`` fixes the ticks (the dense widths) when given.
+    training curves); ``xticks`` fixes the ticks (the dense widths) when given, with
+    ``xticklabels`` as their text (default: the numbers). ``grid`` = (rows, cols) lays the
+    panels out as small multiples in row-major order, headed by ``row_labels``/``col_labels``
+    (shared axes, labels on the outer panels only). ``sharey``: one y scale for all panels
+    (None: for the ``errorbar`` style). ``dodge``: draw the series of a panel a little apart
+    along x, so that bars at one x do not hide each other.
     """
 
     name: str
@@ -64,6 +78,12 @@ class FigureData:
     style: str = "errorbar"
     xticks: list[float] = field(default_factory=list)
     max_cols: int = 3
+    xticklabels: list[str] = field(default_factory=list)
+    grid: tuple[int, int] | None = None
+    row_labels: list[str] = field(default_factory=list)
+    col_labels: list[str] = field(default_factory=list)
+    sharey: bool | None = None
+    dodge: bool = False
 
 
 def describe(values: Sequence[float | None], log: bool = False
@@ -153,48 +173,117 @@ def width_figure(study: StudyData, metric: str, panel_key: str | None, color_key
         caption += f" {hidden} finished run(s) with {why} are not drawn."
     return FigureData(name, title, "dense width W_D (units)", panels,
                       {k: colors[k] for k in map(label, study.values(color_key))},
-                      color_key, caption, "errorbar", [float(w) for w in study.widths()])
+                      color_key, caption, "errorbar", [float(w) for w in study.widths()],
+                      dodge=True)
 
 
-#: The training-curve panels: (title, y label, source, key, scale, log).
-CURVES: tuple[tuple[str, str, str, str, float, bool], ...] = (
-    ("training loss", "loss (cross-entropy)", "metrics", "train_loss", 1.0, False),
-    ("validation loss", "loss (cross-entropy)", "metrics", "val_loss", 1.0, False),
-    ("test accuracy", "accuracy (%)", "metrics", "test_accuracy", 100.0, False),
-    ("EGF₂ at the probe points", "EGF₂ (log scale)", "gradflow", "egf2", 1.0, True),
-)
+def _difference_axis(metric: str, higher_is_better: bool) -> tuple[str, float]:
+    """(y label, scale) of a sparse-vs-dense difference: better-oriented (> 0: sparse better)
+    for accuracies and losses, plain sparse − dense for the gradient-flow measures."""
+    ylabel, scale, log = metric_axis(metric)
+    what = ylabel.removesuffix(" (log scale)").removeprefix("average ")
+    if log:  # a measure: neither direction is "better"
+        return f"sparse − dense, {what}", scale
+    order = "sparse − dense" if higher_is_better else "dense − sparse"
+    return f"{order}, {what}\n(> 0: sparse better)", scale
 
 
-def curves_figure(cell: Mapping[str, Any], width: int,
-                  runs: Sequence[tuple[str, Mapping[str, Sequence[Mapping[str, Any]]]]],
-                  color_key: str, color: str, *, name: str) -> FigureData:
-    """Per-epoch curves of one cell at dense width ``width``: one panel per :data:`CURVES`
-    entry, dense and sparse means over seeds.
+def difference_figure(study: StudyData, metric: str, panel_key: str | None, color_key: str,
+                      colors: Mapping[str, str], *, test: str, name: str,
+                      title: str) -> FigureData:
+    """The paired sparse − dense difference of ``metric`` against dense width, with its 95% CI.
 
-    ``runs`` holds ``(kind, {"metrics": rows, "gradflow": points})`` per run, as the store
-    returns them (metric rows keyed by ``epoch``; probe points by ``epoch``, 0 = before
-    training).
+    Pairs are matched as in the p-value table (dense width, seed and every swept axis, see
+    :func:`sparseflow.analysis.pair_up`); per (panel value, colour value, width) the mean
+    difference and its bootstrap CI come from :func:`sparseflow.analysis.compare` (``test`` if
+    paired, else the Wilcoxon test: the CI is the same bootstrap of the paired differences).
+    The difference is better-oriented for losses (dense − sparse), so > 0 always means sparse
+    better; a zero line is drawn.
     """
-    ckey = label(cell.get(color_key))
-    panels = []
-    for title, ylabel, source, key, scale, log in CURVES:
+    higher = not metric.endswith("loss")
+    ylabel, scale = _difference_axis(metric, higher)
+    paired = test if test != "mannwhitney" else "wilcoxon"
+    axes = list(study.axes)
+    panels, no_ci, missing = [], 0, 0
+    for pv in study.values(panel_key) if panel_key else [None]:
         series = []
-        for kind in KINDS:
-            at: dict[float, list[Any]] = {}
-            for run_kind, series_of in runs:
-                if run_kind == kind:
-                    for row in series_of[source]:
-                        if row.get("epoch") is not None:
-                            at.setdefault(float(row["epoch"]), []).append(row.get(key))
-            pts = _points(at, scale, log)
-            if pts[0]:
-                series.append(Series(ckey, kind, *pts))
-        panels.append(Panel(title, series, ylabel, log))
-    seeds = {k: sum(1 for kk, _ in runs if kk == k) for k in KINDS}
-    shown = ", ".join(f"{k} = {label(v)}" for k, v in cell.items())
-    caption = (f"Training curves of the cell {shown} at dense width W_D = {width}: mean over "
-               f"{seeds['dense']} dense and {seeds['sparse']} sparse seed(s), band ±1 sd (EGF₂: "
-               "geometric mean ×/÷ geometric sd). Losses and accuracy per epoch; EGF₂ at the "
-               "probe points (epoch 0 = before the first update).")
-    return FigureData(name, f"Training curves: {shown}, W_D = {width}", "epoch", panels,
-                      {ckey: color}, color_key, caption, "band", max_cols=2)
+        for cv in study.values(color_key):
+            pts: list[tuple[float, float, float, float, int]] = []
+            for w in study.widths():
+                rows = [r for r in study.finished if int(r["dense_width"]) == w
+                        and freeze(r.get(color_key)) == cv
+                        and (panel_key is None or freeze(r.get(panel_key)) == pv)]
+                pairs = pair_up(rows, metric, within=axes, lower_is_better=not higher)
+                if not pairs.sparse:
+                    continue
+                # min_n=2: the figure shows the CI wherever a bootstrap is possible, even
+                # where the table's test has too few pairs for a p-value.
+                res = compare(pairs.sparse, pairs.dense, test=paired, higher_is_better=higher,
+                              min_n=2)
+                if not math.isfinite(res.mean_diff):
+                    missing += 1
+                    continue
+                lo, hi = res.ci_low, res.ci_high
+                if not (math.isfinite(lo) and math.isfinite(hi)):
+                    no_ci += 1
+                    lo = hi = res.mean_diff
+                pts.append((float(w), res.mean_diff * scale, lo * scale, hi * scale, res.n))
+            if pts:
+                x, y, lo_, hi_, n = (list(v) for v in zip(*pts, strict=True))
+                series.append(Series(label(cv), "difference", x, y, lo_, hi_, n))
+        heading = f"{panel_key} = {label(pv)}" if panel_key else "all runs"
+        panels.append(Panel(heading, series, ylabel, hlines=((0.0, "0.2"),)))
+    caption = (f"The paired difference in {metric_axis(metric)[0].removesuffix(' (log scale)')}"
+               " against the dense width W_D: mean over the SC-SDC pairs (matched on dense "
+               "width, seed and every swept axis, as in the table) with its 95% bootstrap CI; "
+               "the dotted line is no difference.")
+    caption += (" Above it sparse is better." if not metric_axis(metric)[2] else
+                " Above it sparse has the larger value.")
+    if no_ci:
+        caption += f" {no_ci} point(s) have fewer than 2 pairs or non-finite values: no CI bar."
+    if missing:
+        caption += f" {missing} point(s) with a non-finite mean difference are not drawn."
+    return FigureData(name, title, "dense width W_D (units)", panels,
+                      {k: colors[k] for k in map(label, study.values(color_key))},
+                      color_key, caption, "errorbar", [float(w) for w in study.widths()],
+                      dodge=True)
+
+
+_TARGET_TEXT = {"test_loss": "test loss", "test_accuracy": "test accuracy"}
+
+
+def kendall_width_figure(pooled: CorrelationTable, by_width: Mapping[int, CorrelationTable],
+                         *, name: str) -> FigureData:
+    """Kendall τ within each dense width (points) and pooled over all widths (dotted lines),
+    one panel per (kind, target), one colour per measure. Every τ comes from
+    :mod:`sparseflow.analysis.correlation`; undefined τ are left out."""
+    widths = sorted(by_width)
+    measures = list(pooled.measures)
+    colors = {_MEASURE_NAMES.get(m, m): PALETTE[10 + i % 10] for i, m in enumerate(measures)}
+    panels = []
+    for kind in pooled.kinds:
+        for target in pooled.targets:
+            series, refs = [], []
+            for m in measures:
+                cells = [(w, by_width[w].cell(m, kind, target)) for w in widths]
+                cells = [(w, c) for w, c in cells if math.isfinite(c.tau)]
+                lbl = _MEASURE_NAMES.get(m, m)
+                if cells:
+                    taus = [c.tau for _, c in cells]
+                    series.append(Series(lbl, kind, [float(w) for w, _ in cells], taus, taus,
+                                         taus, [c.n for _, c in cells]))
+                whole = pooled.cell(m, kind, target).tau
+                if math.isfinite(whole):
+                    refs.append((whole, colors[lbl]))
+            panels.append(Panel(f"{kind} runs, {_TARGET_TEXT.get(target, target)}", series,
+                                "Kendall τ", hlines=((0.0, "0.2"), *refs)))
+    caption = ("Kendall τ between each run's average measure and its test loss or accuracy, "
+               "within each dense width W_D (markers) and pooled over all widths (dotted lines "
+               "in the measure's colour). Pooled τ also ranks the widths' capacities against "
+               "each other; where it is far from every within-width τ, capacity and not "
+               "gradient flow drives it. For dense runs EGF₁ = ‖g‖₁ / L, so their τ "
+               "coincide and one hides the other.")
+    return FigureData(name, "Gradient flow and generalization within each dense width",
+                      "dense width W_D (units)", panels, colors, "measure", caption,
+                      "errorbar", [float(w) for w in widths], max_cols=2, sharey=True,
+                      dodge=True)
