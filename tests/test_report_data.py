@@ -257,18 +257,22 @@ def test_curve_grid_is_one_panel_per_cell_at_the_width() -> None:
     assert by_w.panels[0].series[0].n == [4, 4]  # NR dense at width 8: 2 optimizers × 2 seeds
 
 
-def test_egf_training_geometric_means_per_variant() -> None:
+def test_egf_training_is_a_variant_by_width_grid_of_geometric_means() -> None:
     runs = _run_series()
     study = _study(AXES, [r.row for r in runs])
-    fig = egf_training_figure(study, runs, 8, COLORS, name="e")
-    assert [p.title for p in fig.panels] == ["variant = NR", "variant = BN"] and fig.sharey
-    dense, sparse = fig.panels[1].series  # BN
+    fig = egf_training_figure(study, runs, COLORS, name="e")
+    assert fig.grid == (2, 2) and fig.sharey and len(fig.panels) == 4
+    assert fig.row_labels == ["variant = NR", "variant = BN"]
+    assert fig.col_labels == ["W_D = 8", "W_D = 16"]
+    dense, sparse = fig.panels[3].series  # BN at width 16 (the widths give equal k here)
     ks = [1 + s + 2 + o for o in (0, 1) for s in (0, 1)]  # dense BN: both optimizers, seeds
     assert dense.x == [0.0, 5.0] and dense.n == [4, 4]
     geo = math.exp(np.mean(np.log(ks)))
     assert dense.y == pytest.approx([geo, 2 * geo])
     assert sparse.y[0] == pytest.approx(math.exp(np.mean(np.log([k + 1 for k in ks]))))
-    assert "optim.name and seeds" in fig.caption and "W_D = 8" in fig.caption
+    nr_narrow = fig.panels[0].series[0]  # NR dense at width 8 holds only width-8 runs
+    assert nr_narrow.label == "NR" and nr_narrow.n == [4, 4]
+    assert "optim.name and seeds" in fig.caption and "dense width" in fig.caption
 
 
 def test_per_layer_figure_first_and_last_probe_point() -> None:

@@ -99,13 +99,9 @@ def _figures(study: d.StudyData, metric: str, rows: str, cols: str, test: str,
     ylabel = metric_axis(metric)[0]
     sparse_w = ", ".join(str(w) for w in sorted({r["sparse_width"] for r in finished
                                                   if r.get("sparse_width") is not None}))
-    widest = max(study.widths())
-    # One store session for every series a figure needs: the widest width's runs (and the
-    # runs of every width when the table's axes include the dense width) and the cell's.
-    need = [r for r in finished if int(r["dense_width"]) == widest
-            or "dense_width" in (rows, cols) or all(
-                d.freeze(r.get(k)) == v for k, v in curve_cell.items())]
-    series = d.load_series(study, need)
+    widest, narrowest = max(study.widths()), min(study.widths())
+    # One store session for every series: the EGF-over-training grid shows every width.
+    series = d.load_series(study, finished)
     cell_width = max(int(r["dense_width"]) for r in d.cell_runs(study, curve_cell))
     cell_runs = [s for s in series if int(s.row["dense_width"]) == cell_width
                  and all(d.freeze(s.row.get(k)) == v for k, v in curve_cell.items())]
@@ -130,11 +126,12 @@ def _figures(study: d.StudyData, metric: str, rows: str, cols: str, test: str,
             study, "egf2", panel_key, color_key, colors, name="egf2_vs_width",
             title=f"Average EGF₂ against dense width (sparse width {sparse_w})")),
         ("EGF over training: does BatchNorm change sparse networks' gradient flow more?",
-         egf_training_figure(study, series, widest,
+         egf_training_figure(study, series,
                              value_colors([d.label(v) for v in study.values("variant")]),
                              name="egf2_training")),
-        ("Gradient flow per layer", per_layer_figure(study, series, widest, color_key, colors,
-                                                     name="egf2_per_layer")),
+        # The narrowest twin pairs with the sparsest net: where sparse and dense layers differ.
+        ("Gradient flow per layer", per_layer_figure(study, series, narrowest, color_key,
+                                                     colors, name="egf2_per_layer")),
         ("Kendall τ within each dense width", kendall_width_figure(kendall, by_width,
                                                                    name="kendall_by_width")),
     ]

@@ -120,30 +120,38 @@ def curve_grid_figure(study: StudyData, runs: Sequence[RunSeries], metric: str, 
                       col_labels=[f"{cols} = {label(v)}" for v in col_vals], sharey=True)
 
 
-def egf_training_figure(study: StudyData, runs: Sequence[RunSeries], width: int,
+def egf_training_figure(study: StudyData, runs: Sequence[RunSeries],
                         colors: Mapping[str, str], *, name: str,
                         measure: str = "egf2") -> FigureData:
-    """``measure`` at the probe points (epoch 0 = initialization), one panel per variant,
-    dense and sparse runs at dense width ``width`` pooled over seeds and every other axis;
-    one y scale for all panels, so the variants compare directly."""
+    """``measure`` at the probe points (epoch 0 = initialization) as small multiples: one row
+    per variant, one column per dense width, dense and sparse runs pooled over seeds and every
+    other axis; one y scale for all panels, so variants and widths compare directly.
+
+    Every width is shown because the sparse/dense gap in gradient flow is a function of it:
+    the narrowest dense twin pairs with the sparsest net, where the gap is largest.
+    """
     source, ylabel, scale, log = _source(measure)
+    variants, widths = study.values("variant"), study.widths()
     panels = []
-    for v in study.values("variant"):
-        chosen = [r for r in runs if freeze(r.row.get("variant")) == v
-                  and int(r.row["dense_width"]) == width]
-        panels.append(Panel(f"variant = {label(v)}",
-                            _kind_series(_of(chosen, source), measure, scale, log, label(v)),
-                            ylabel, log))
+    for v in variants:
+        for w in widths:
+            chosen = [r for r in runs if freeze(r.row.get("variant")) == v
+                      and int(r.row["dense_width"]) == w]
+            panels.append(Panel("", _kind_series(_of(chosen, source), measure, scale, log,
+                                                 label(v)), ylabel, log))
     pooled = [k for k in study.axes if k != "variant"]
     over = f"{', '.join(pooled)} and seeds" if pooled else "seeds"
     what = ylabel.removesuffix(" (log scale)")
-    caption = (f"{what} at the probe points (epoch 0 = initialization) of the runs at dense "
-               f"width W_D = {width}, pooled over {over}: geometric mean ×/÷ geometric sd. "
-               "One y scale for all panels: compare how far the dashed sparse and the solid "
-               "dense line lie apart, and how much they move, with and without BatchNorm.")
-    return FigureData(name, f"{what} over training by variant (W_D = {width})", "epoch",
-                      panels, {label(v): colors[label(v)] for v in study.values("variant")},
-                      "variant", caption, "band", sharey=True)
+    caption = (f"{what} at the probe points (epoch 0 = initialization), one row per variant "
+               f"and one column per dense width W_D, pooled over {over}: geometric mean ×/÷ "
+               "geometric sd. One y scale for all panels: compare how far the dashed sparse "
+               "line lies below the solid dense one at each width, and how much BatchNorm "
+               "(or any variant) closes that gap.")
+    return FigureData(name, f"{what} over training by variant and dense width", "epoch",
+                      panels, {label(v): colors[label(v)] for v in variants}, "variant",
+                      caption, "band", grid=(len(variants), len(widths)),
+                      row_labels=[f"variant = {label(v)}" for v in variants],
+                      col_labels=[f"W_D = {w}" for w in widths], sharey=True)
 
 
 def _layer_order(runs: Sequence[RunSeries]) -> list[str]:
