@@ -80,6 +80,8 @@ class Estimate:
     timed: int  #: shapes timed by the probe
     from_store: int  #: groups timed by the store's durations
     probe_s: float  #: seconds the probe took
+    load_s: float  #: seconds loading the datasets took (each worker does it once)
+    warmup_s: float  #: a process's one-time set-up before its first build (each worker too)
     threads: int  #: intra-op threads per run (the largest train.threads)
     vectorized: bool  #: some groups have several runs
     early_stopping: bool  #: some run may stop before its cap (not modeled)
@@ -219,7 +221,7 @@ def estimate_study(plan: Plan, *, jobs: int, vectorize: str = "auto", max_group:
              cores: int | None = None) -> Estimate:
     """Estimate ``study run`` of ``plan`` with ``jobs`` workers (see the module docstring).
 
-    ``study_dir``: the study directory of a resumed study (its store's finished runs). 
+    ``study_dir``: the study directory of a resumed study (its store's finished runs).
     ``startup_s``: a fresh process's start-up (interpreter and imports; default
     :data:`DEFAULT_STARTUP_S`); ``driver_s``: what the driver spends before it schedules the
     first group (its own start-up, expanding the spec). ``probe`` times one group's pieces
@@ -271,11 +273,13 @@ def estimate_study(plan: Plan, *, jobs: int, vectorize: str = "auto", max_group:
     if workers == 1:
         wall += load_s + warmup_s  # the driver loads the data and sets up once
     return Estimate(
-        wall_s=driver_s + wall, compute_s=sum(costs), jobs=jobs, workers=workers, groups=len(groups),
+        wall_s=driver_s + wall, compute_s=sum(costs), jobs=jobs, workers=workers,
+        groups=len(groups),
         runs=sum(len(g.runs) for g in groups),
         skipped=sum(r.run_key in finished for r in plan.runs),
         shapes=len({g.key for g in groups}), timed=timed,
-        from_store=sum(g.shape in durations for g in groups), probe_s=probe_s, threads=threads,
+        from_store=sum(g.shape in durations for g in groups), probe_s=probe_s, load_s=load_s,
+        warmup_s=warmup_s, threads=threads,
         vectorized=any(len(g.runs) > 1 for g in groups),
         early_stopping=any(g.cfg.train.early_stopping.enabled for g in groups))
 
