@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -197,6 +198,18 @@ class _Group:
     key: tuple[str, int]  # (shape, runs): what one Throughput stands for
 
 
+def _busy(cores: int) -> list[str]:
+    """A note when other work shared the cores while the probe timed (the 1-minute load)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        return []
+    if load <= cores:
+        return []
+    return [f"the machine was busy while timing (load {load:.1f} on {cores} cores): the times "
+            "hold while that load lasts"]
+
+
 def _weights(cfg: ExperimentConfig, data: DataBundle | None, cache: dict[str, int]) -> int:
     """Prunable weights of cfg's model (meta device: shapes only), for ordering shapes."""
     key = cfg.model.model_dump_json() + str(cfg.regularization.dropout)
@@ -273,6 +286,7 @@ def estimate_study(plan: Plan, *, jobs: int, vectorize: str = "auto", max_group:
     if workers == 1:
         wall += load_s + warmup_s  # the driver loads the data and sets up once
     return Estimate(
+        notes=_busy(cores) if timed else [],
         wall_s=driver_s + wall, compute_s=sum(costs), jobs=jobs, workers=workers,
         groups=len(groups),
         runs=sum(len(g.runs) for g in groups),
