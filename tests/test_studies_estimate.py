@@ -33,7 +33,7 @@ class FakeProbe:
         self.calls: list[list[ExperimentConfig]] = []
         self.rate = rate
 
-    def __call__(self, cfgs: Sequence[ExperimentConfig], data) -> timing.Throughput:
+    def __call__(self, cfgs: Sequence[ExperimentConfig], data, scratch) -> timing.Throughput:
         self.calls.append(list(cfgs))
         return self.rate(cfgs) if self.rate else FAKE
 

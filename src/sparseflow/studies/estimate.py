@@ -52,7 +52,8 @@ PROBE_LIMIT_S = 4.5
 #: A worker's interpreter start and imports when the caller did not measure its own.
 DEFAULT_STARTUP_S = 2.0
 
-Probe = Callable[[Sequence[ExperimentConfig], DataBundle], Throughput]
+#: Times one group: (its configs, their dataset, a folder for timed files) → Throughput.
+Probe = Callable[[Sequence[ExperimentConfig], DataBundle, Path | None], Throughput]
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,34 @@ def _busy(cores: int) -> list[str]:
             "hold while that load lasts"]
 
 
+def _groups_left(plan: Plan, finished: set[str], vectorize: str,
+                 max_group: int) -> list[_Group]:
+    """The groups ``study run`` forms (over the whole plan), each with its unfinished runs."""
+    groups: list[_Group] = []
+    validated: dict[str, ExperimentConfig] = {}
+    for g in group_runs(plan.runs, vectorize=vectorize, max_group=max_group):
+        todo = [r for r in g.runs if r.run_key not in finished]
+        if not todo:
+            continue
+        first = todo[0]
+        if first.config_id not in validated:
+            validated[first.config_id] = ExperimentConfig.model_validate(first.config)
+        shape = shape_key(first.config)
+        groups.append(_Group(todo, validated[first.config_id], shape, (shape, len(todo))))
+    return groups
+
+
+def _group_cost(g: _Group, sizes: Sizes, t: Throughput | None,
+                durations: list[float] | None) -> float:
+    """Seconds of one group: timed, or from the store's durations of its run shape (the
+    training loop per run; the build and final evaluation around it when timed too)."""
+    if durations:
+        around = outside_seconds(g.cfg, sizes, t, len(g.runs)) if t else 0.0
+        return sum(durations) / len(durations) * len(g.runs) + around
+    assert t is not None
+    return group_seconds(g.cfg, sizes, t, len(g.runs))
+
+
 def _weights(cfg: ExperimentConfig, data: DataBundle | None, cache: dict[str, int]) -> int:
     """Prunable weights of cfg's model (meta device: shapes only), for ordering shapes."""
     key = cfg.model.model_dump_json() + str(cfg.regularization.dropout)
@@ -245,40 +274,22 @@ def estimate_study(plan: Plan, *, jobs: int, vectorize: str = "auto", max_group:
     cores = cores or default_jobs()
     startup_s = DEFAULT_STARTUP_S if startup_s is None else startup_s
     finished, durations = stored_durations(study_dir)
-    sizes: dict[str, Sizes] = {}
-    groups: list[_Group] = []
-    validated: dict[str, ExperimentConfig] = {}
-    for g in group_runs(plan.runs, vectorize=vectorize, max_group=max_group):
-        todo = [r for r in g.runs if r.run_key not in finished]
-        if not todo:
-            continue
-        if todo[0].config_id not in validated:
-            validated[todo[0].config_id] = ExperimentConfig.model_validate(todo[0].config)
-        cfg = validated[todo[0].config_id]
-        shape = shape_key(todo[0].config)
-        groups.append(_Group(todo, cfg, shape, (shape, len(todo))))
-    # One shape per (run shape, group size) that the store cannot time.
+    groups = _groups_left(plan, finished, vectorize, max_group)
+    # one shape to time per (run shape, group size) that the store cannot time
     keyed: dict[tuple[str, int], _Group] = {}
     for g in groups:
         if g.shape not in durations:
             keyed.setdefault(g.key, g)
+    sizes: dict[str, Sizes] = {}
     needed = {g.cfg.data.model_dump_json() for g in keyed.values()}  # data the probe trains on
     for g in groups:
         _sizes(g.cfg, sizes, keep=g.cfg.data.model_dump_json() in needed)
     t0 = time.perf_counter()
-    throughput, timed, warmup_s = _time_shapes(plan, list(keyed.values()), sizes, probe)
+    throughput, timed, warmup_s = _time_shapes(plan, list(keyed.values()), sizes, probe,
+                                               _scratch(study_dir))
     probe_s = time.perf_counter() - t0
-    costs = []
-    for g in groups:
-        sz = sizes[g.cfg.data.model_dump_json()]
-        t = throughput.get(g.key)
-        if g.shape in durations:  # measured by the store: the loop; the rest if timed
-            per_run = sum(durations[g.shape]) / len(durations[g.shape])
-            around = outside_seconds(g.cfg, sz, t, len(g.runs)) if t else 0.0
-            costs.append(per_run * len(g.runs) + around)
-        else:
-            assert t is not None
-            costs.append(group_seconds(g.cfg, sz, t, len(g.runs)))
+    costs = [_group_cost(g, sizes[g.cfg.data.model_dump_json()], throughput.get(g.key),
+                         durations.get(g.shape)) for g in groups]
     threads = max((g.cfg.train.threads for g in groups), default=1)
     load_s = sum(s.load_s for s in sizes.values())
     wall, workers = schedule(costs, jobs, startup_s + load_s + warmup_s, cores=cores,
@@ -298,8 +309,20 @@ def estimate_study(plan: Plan, *, jobs: int, vectorize: str = "auto", max_group:
         early_stopping=any(g.cfg.train.early_stopping.enabled for g in groups))
 
 
+def _scratch(study_dir: str | Path | None) -> Path | None:
+    """Where the probe times its files: the study directory or its nearest existing parent
+    (the file system the study will write), if writable; else the system's temporary folder."""
+    if study_dir is None:
+        return None
+    for path in (Path(study_dir), *Path(study_dir).absolute().parents):
+        if path.is_dir():
+            return path if os.access(path, os.W_OK) else None
+    return None
+
+
 def _time_shapes(plan: Plan, groups: list[_Group], sizes: dict[str, Sizes],
-                 probe: Probe) -> tuple[dict[tuple[str, int], Throughput], int, float]:
+                 probe: Probe, scratch: Path | None
+                 ) -> tuple[dict[tuple[str, int], Throughput], int, float]:
     """(Throughput of every group shape: the design timed, the rest predicted; how many were
     timed; the one-time set-up the first build paid)."""
     if not groups:
@@ -320,11 +343,11 @@ def _time_shapes(plan: Plan, groups: list[_Group], sizes: dict[str, Sizes],
         cfgs = [ExperimentConfig.model_validate(r.config) for r in g.runs]
         data = sizes[g.cfg.data.model_dump_json()].data
         assert data is not None
-        t = probe(cfgs, data)
+        t = probe(cfgs, data, scratch)
         if not warmup[0]:
             # The process's first build pays one-time set-up (lazy imports, torch's first
             # kernels): a worker's start-up, not this shape's cost. Time the shape again.
-            first, t = t, probe(cfgs, data)
+            first, t = t, probe(cfgs, data, scratch)
             warmup[0] = max(first.build_s - t.build_s, 1e-9)
         return t
 

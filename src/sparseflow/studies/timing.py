@@ -126,15 +126,17 @@ def _data(cfg: ExperimentConfig, data: DataBundle) -> _Data:
                  real_probe / measured if measured else 0.0)
 
 
-def measure(cfgs: Sequence[ExperimentConfig], data: DataBundle) -> Throughput:
+def measure(cfgs: Sequence[ExperimentConfig], data: DataBundle,
+            scratch: str | Path | None = None) -> Throughput:
     """Time the pieces of training ``cfgs`` as one group (one config: a run alone) on
-    ``data`` (the study's dataset for them, loaded). Leaves no file and no global state
-    behind."""
+    ``data`` (the study's dataset for them, loaded). Files are timed in a temporary folder
+    under ``scratch`` (default: the system's), on the file system the study will write.
+    Leaves no file and no global state behind."""
     from sparseflow.train.determinism import pinned_threads
 
     cfgs = list(cfgs)
     with untouched_global_state(), pinned_threads(cfgs[0].train.threads), \
-            tempfile.TemporaryDirectory(prefix="sparseflow-probe-") as tmp:
+            tempfile.TemporaryDirectory(prefix=".sparseflow-probe-", dir=scratch) as tmp:
         parts = _data(cfgs[0], data)
         if len(cfgs) == 1:
             return _measure_single(cfgs[0], parts, Path(tmp))
@@ -145,12 +147,21 @@ def _per_example(seconds: float, split: Split) -> float:
     return seconds / max(len(split), 1)
 
 
-def _write_s(model: torch.nn.Module, tmp: Path) -> float:
-    """A member's final files, as the run writes them (durable atomic writes)."""
+def _write_s(model: torch.nn.Module, mask: object, gradflow: bool, tmp: Path) -> float:
+    """A member's own files, as the run writes them (durable atomic writes, one fsync each):
+    config.json and mask.pt at the start; final.pt, metrics.json, gradflow.json and
+    summary.json at the end. Small placeholders stand in for the JSON: the fsyncs dominate."""
     from sparseflow.utils.atomic import atomic_torch_save, atomic_write_json
 
-    return _timed(lambda: (atomic_torch_save(model.state_dict(), tmp / "final.pt"),
-                           atomic_write_json(tmp / "summary.json", {"probe": True})))
+    def write() -> None:
+        atomic_write_json(tmp / "config.json", {"probe": True})
+        if mask is not None:
+            mask.save(tmp / "mask.pt")  # type: ignore[attr-defined]
+        atomic_torch_save(model.state_dict(), tmp / "final.pt")
+        for name in ("metrics", "gradflow", "summary") if gradflow else ("metrics", "summary"):
+            atomic_write_json(tmp / f"{name}.json", [{"epoch": 0}])
+
+    return _timed(write)
 
 
 def _measure_single(cfg: ExperimentConfig, d: _Data, tmp: Path) -> Throughput:
@@ -181,7 +192,7 @@ def _measure_single(cfg: ExperimentConfig, d: _Data, tmp: Path) -> Throughput:
     return Throughput(build_s=build_s, step_s=step_s, eval_s_per_example=eval_s,
                       probe_s=probe_s, final_s_per_example=eval_s,
                       checkpoint_s=_timed(lambda: save_checkpoint(tmp / "run", built)),
-                      write_s=_write_s(st.model, tmp))
+                      write_s=_write_s(st.model, built.mask, cfg.gradflow.enabled, tmp))
 
 
 def _measure_group(cfgs: list[ExperimentConfig], d: _Data, tmp: Path) -> Throughput:
@@ -222,7 +233,7 @@ def _measure_group(cfgs: list[ExperimentConfig], d: _Data, tmp: Path) -> Through
                                               durable=False))
     return Throughput(build_s=build_s, step_s=step_s, eval_s_per_example=eval_s,
                       probe_s=probe_s, final_s_per_example=final_s, checkpoint_s=ckpt_s,
-                      write_s=_write_s(model0, tmp))
+                      write_s=_write_s(model0, built[0].mask, cfg.gradflow.enabled, tmp))
 
 
 def process_age_s() -> float | None:
