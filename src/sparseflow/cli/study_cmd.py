@@ -70,9 +70,9 @@ def plan_cmd(
     with their pairs, and the wall time measured on this machine."""
     from sparseflow.analysis.stats import TESTS
     from sparseflow.studies.executor import default_jobs
-    from sparseflow.studies.timing import process_age_s
+    from sparseflow.studies.timing import startup_s
 
-    started = process_age_s()  # first: a fresh process's start-up, what each worker pays
+    started = startup_s()  # first: a fresh process's start-up, what each worker pays
     if test not in TESTS:
         raise ConfigError(f"--test must be one of {', '.join(TESTS)}, not {test!r}")
     if not 0 < alpha < 1:
@@ -132,6 +132,11 @@ def _print_estimate(console: Console, plan: Any, jobs: int, vectorize: str, max_
                        driver_s=(started or 0.0) + expand_s)
     except DataError as exc:  # the plan stands; only the estimate needs the data
         console.print(f"no time estimate: {exc}")
+        return
+    except (RuntimeError, MemoryError) as exc:  # a run shape that cannot even be probed here
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        console.print(f"no time estimate: probing a run failed ({type(exc).__name__}: "
+                      f"{message})", markup=False, soft_wrap=True)
         return
     if not est.runs:
         console.print(f"nothing left to train: all {est.skipped} runs of the plan are finished")

@@ -41,14 +41,15 @@ from sparseflow.registry import MODELS
 from sparseflow.studies.cost_model import Shape, design, predict
 from sparseflow.studies.grouping import group_runs
 from sparseflow.studies.plan import Plan
-from sparseflow.studies.timing import Throughput, measure
+from sparseflow.studies.timing import Throughput, measure, warm_up
 from sparseflow.train.probe import on_probe_grid, probe_epochs
 from sparseflow.train.vectorized import shape_key
 
 #: Seconds the extra probes (beyond the design) may take in all …
-PROBE_BUDGET_S = 3.0
-#: … and the design probes (after the first, which always runs).
-PROBE_LIMIT_S = 4.5
+PROBE_BUDGET_S = 2.5
+#: … and the design probes (after the first, which always runs); both after the one-time
+#: set-up (:func:`~sparseflow.studies.timing.warm_up`, about a second).
+PROBE_LIMIT_S = 3.5
 #: A worker's interpreter start and imports when the caller did not measure its own.
 DEFAULT_STARTUP_S = 2.0
 
@@ -334,22 +335,16 @@ def _time_shapes(plan: Plan, groups: list[_Group], sizes: dict[str, Sizes],
         steps = g.cfg.train.epochs * steps_per_epoch(g.cfg, sz.n_train)
         shapes.append(Shape(_levels(plan, g),
                             cost=len(g.runs) * steps * _weights(g.cfg, sz.data, weights)))
+    # The process's one-time set-up first: a worker's start-up, not the first shape's cost.
+    warmup_s = warm_up()
     t0 = time.perf_counter()
-
-    warmup = [0.0]
 
     def measure_one(i: int) -> Throughput:
         g = groups[i]
         cfgs = [ExperimentConfig.model_validate(r.config) for r in g.runs]
         data = sizes[g.cfg.data.model_dump_json()].data
         assert data is not None
-        t = probe(cfgs, data, scratch)
-        if not warmup[0]:
-            # The process's first build pays one-time set-up (lazy imports, torch's first
-            # kernels): a worker's start-up, not this shape's cost. Time the shape again.
-            first, t = t, probe(cfgs, data, scratch)
-            warmup[0] = max(first.build_s - t.build_s, 1e-9)
-        return t
+        return probe(cfgs, data, scratch)
 
     def total(i: int, t: Throughput) -> float:
         g = groups[i]
@@ -362,4 +357,4 @@ def _time_shapes(plan: Plan, groups: list[_Group], sizes: dict[str, Sizes],
     measured = design(shapes, factors, "size", measure_one, total, in_budget)
     predicted = predict(shapes, [*factors, "size"], measured)
     return ({g.key: t for g, t in zip(groups, predicted, strict=True)}, len(measured),
-            warmup[0])
+            warmup_s)

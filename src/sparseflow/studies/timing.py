@@ -16,6 +16,7 @@ mode are restored, and the work runs at the run's own ``train.threads`` (as the 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import statistics
 import tempfile
@@ -70,6 +71,20 @@ def untouched_global_state() -> Iterator[None]:
         random.setstate(py)
         np.random.set_state(np_state)
         torch.set_grad_enabled(grad)
+
+
+def warm_up() -> float:
+    """Pay this process's one-time set-up and return its seconds: the first torch optimizer
+    imports ``torch._dynamo`` (about a second on a quiet machine), the first backward starts
+    autograd's engine. Every study worker pays it before its first run; a later call costs
+    next to nothing."""
+    with untouched_global_state():
+        t0 = time.perf_counter()
+        w = torch.zeros(2, requires_grad=True)
+        opt = torch.optim.SGD([w], lr=0.1)
+        (w * 2.0).sum().backward()
+        opt.step()
+        return time.perf_counter() - t0
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -236,18 +251,23 @@ def _measure_group(cfgs: list[ExperimentConfig], d: _Data, tmp: Path) -> Through
                       write_s=_write_s(model0, built[0].mask, cfg.gradflow.enabled, tmp))
 
 
-def process_age_s() -> float | None:
-    """Seconds since this process started (Linux; None elsewhere): called first thing in a
-    command, the cost of a fresh interpreter with sparseflow imported — what a study worker
-    pays before its first run."""
+#: A process older than this at a command's start is no fresh one (the command was called
+#: in-process, e.g. from Python): its age says nothing about a worker's start-up.
+FRESH_PROCESS_MAX_S = 60.0
+
+
+def startup_s() -> float | None:
+    """Seconds since this process started when that is a fresh process's start-up (Linux;
+    None elsewhere or when older than :data:`FRESH_PROCESS_MAX_S`): called first thing in a
+    command, the cost of an interpreter with sparseflow imported — what a study worker pays
+    before its first run."""
     try:
         with open("/proc/self/stat", encoding="ascii") as fh:
             # the command name (field 2) may hold spaces: fields after its closing ')'
-            fields_ = fh.read().rsplit(")", 1)[1].split()
+            stat = fh.read().rsplit(")", 1)[1].split()
         with open("/proc/uptime", encoding="ascii") as fh:
             uptime = float(fh.read().split()[0])
-        import os
-
-        return max(0.0, uptime - int(fields_[19]) / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
+        age = uptime - int(stat[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time
+    except (OSError, ValueError, IndexError, AttributeError):
         return None
+    return age if 0.0 <= age <= FRESH_PROCESS_MAX_S else None
