@@ -30,7 +30,7 @@ _TINY_S = 1e-9
 
 @dataclass
 class Shape:
-    """One distinct thing to time: a group shape (configs of its members) and its levels."""
+    """One distinct group shape to time, by its factor levels."""
 
     levels: dict[str, str]  #: factor → level (repr of the value)
     cost: float = 0.0  #: a static proxy of its total cost, for ordering (larger first)

@@ -15,7 +15,8 @@ cost nothing.
 
 The wall time replays the scheduler: groups in plan order, each to the first free worker (the
 local pool), every worker paying its start-up (interpreter and imports, measured as this
-process's own, plus loading the data) before its first group, and compute slowed in proportion
+process's own; loading the data; the one-time set-up of the first optimizer) before its first
+group, and compute slowed in proportion
 when workers × threads exceed the cores. Ignored: early stopping and divergence (every run
 trains to its epoch cap, so the estimate is an upper bound for such studies), the progress a
 checkpointed interrupted run has already made, and the driver's own store writes.
