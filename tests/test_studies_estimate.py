@@ -202,3 +202,20 @@ def test_real_probe_leaves_no_trace_and_computes_at_the_runs_threads(monkeypatch
     values = t.as_dict()
     assert all(math.isfinite(v) and v >= 0 for v in values.values())
     assert t.step_s > 0 and t.probe_s > 0 and t.build_s > 0
+
+
+def test_a_budget_spent_after_the_first_probe_gives_untimed_levels_ratio_one() -> None:
+    from sparseflow.studies.cost_model import Shape, design, predict
+
+    shapes = [Shape({"opt": o, "size": s}, cost=c)
+              for o, s, c in (("a", "big", 3), ("b", "big", 3), ("a", "small", 1))]
+    calls: list[int] = []
+
+    def measure(i: int) -> timing.Throughput:
+        calls.append(i)
+        return FAKE
+
+    measured = design(shapes, ["opt"], "size", measure, lambda i, t: 1.0, lambda extra: False)
+    assert calls == [0] and set(measured) == {0}  # the first probe always runs
+    for t in predict(shapes, ["opt", "size"], measured):  # exp(log(x)): equal to rounding
+        assert t.as_dict() == pytest.approx(FAKE.as_dict(), rel=1e-12)
