@@ -219,3 +219,14 @@ def test_a_budget_spent_after_the_first_probe_gives_untimed_levels_ratio_one() -
     assert calls == [0] and set(measured) == {0}  # the first probe always runs
     for t in predict(shapes, ["opt", "size"], measured):  # exp(log(x)): equal to rounding
         assert t.as_dict() == pytest.approx(FAKE.as_dict(), rel=1e-12)
+
+
+def test_a_group_of_big_models_is_timed_with_two_members(monkeypatch, sizes) -> None:
+    monkeypatch.setattr(est, "BIG_GROUP", 0)  # every model counts as big
+    probe = FakeProbe()
+    e = est.estimate_study(_plan(seeds=4), jobs=1, probe=probe, cores=1)
+    assert {len(cfgs) for cfgs in probe.calls} == {2}  # groups of 4, timed with 2
+    twice = FAKE.for_members(2.0)
+    assert (twice.step_s, twice.final_s_per_example) == (2 * FAKE.step_s,
+                                                         FAKE.final_s_per_example)
+    assert e.compute_s == pytest.approx(16 * _by_hand(twice, 4, *sizes))

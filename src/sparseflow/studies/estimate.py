@@ -51,6 +51,8 @@ PROBE_BUDGET_S = 2.5
 #: … and the design probes (after the first, which always runs); both after the one-time
 #: set-up (:func:`~sparseflow.studies.timing.warm_up`, about a second).
 PROBE_LIMIT_S = 3.5
+#: Prunable weights × members above which a group is timed with two of its members only.
+BIG_GROUP = 10_000_000
 #: A worker's interpreter start and imports when the caller did not measure its own.
 DEFAULT_STARTUP_S = 2.0
 
@@ -342,10 +344,15 @@ def _time_shapes(plan: Plan, groups: list[_Group], sizes: dict[str, Sizes],
 
     def measure_one(i: int) -> Throughput:
         g = groups[i]
-        cfgs = [ExperimentConfig.model_validate(r.config) for r in g.runs]
-        data = sizes[g.cfg.data.model_dump_json()].data
-        assert data is not None
-        return probe(cfgs, data, scratch)
+        sz = sizes[g.cfg.data.model_dump_json()]
+        assert sz.data is not None
+        k = len(g.runs)
+        # A group of big models is timed with two of its members (its pieces grow with the
+        # members; building and stepping all of them would take seconds each).
+        timed_k = k if k <= 2 or k * _weights(g.cfg, sz.data, weights) <= BIG_GROUP else 2
+        cfgs = [ExperimentConfig.model_validate(r.config) for r in g.runs[:timed_k]]
+        t = probe(cfgs, sz.data, scratch)
+        return t if timed_k == k else t.for_members(k / timed_k)
 
     def total(i: int, t: Throughput) -> float:
         g = groups[i]

@@ -6,7 +6,8 @@ own code: a few training steps of :func:`sparseflow.train.loop.train_epoch` (or 
 loop's ``train_epoch``) on one batch each, one evaluation pass, one gradient-flow point, one
 epoch checkpoint and one member's final files. The data are slices of the study's own dataset,
 so tensors have the real shapes (and augmentation its real cost); evaluation and probe passes
-run on at most :data:`SAMPLE` examples and are scaled to the real sizes per example.
+run on at most :data:`SAMPLE` examples (fewer for a model whose steps are slow) and are scaled
+to the real sizes per example.
 
 Nothing global moves: the CPU (and initialized CUDA) RNGs, Python's and NumPy's RNGs and the grad
 mode are restored, and the work runs at the run's own ``train.threads`` (as the run will; see
@@ -31,8 +32,12 @@ import torch
 from sparseflow.config.schema import ExperimentConfig
 from sparseflow.data import DataBundle, Split
 
-#: Most examples one evaluation or probe measurement runs on (scaled per example beyond).
+#: Most examples one evaluation or probe measurement runs on (scaled per example beyond) …
 SAMPLE = 1024
+#: … fewer when a pass over them would take longer than this (judged from the step time) …
+PASS_TIME_S = 0.1
+#: … but never fewer than this.
+MIN_SAMPLE = 32
 #: A timed step is repeated until this many seconds are spent (at least MIN_STEPS times).
 STEP_TIME_S = 0.03
 MIN_STEPS, MAX_STEPS = 3, 10
@@ -54,6 +59,13 @@ class Throughput:
     def as_dict(self) -> dict[str, float]:
         """Component name → seconds."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def for_members(self, factor: float) -> Throughput:
+        """The group's pieces with ``factor`` times the members (the per-member final
+        evaluation and files stay): for a group timed with fewer members than it has."""
+        return replace(self, build_s=self.build_s * factor, step_s=self.step_s * factor,
+                       eval_s_per_example=self.eval_s_per_example * factor,
+                       probe_s=self.probe_s * factor, checkpoint_s=self.checkpoint_s * factor)
 
 
 COMPONENTS: tuple[str, ...] = tuple(f.name for f in fields(Throughput))
@@ -111,6 +123,14 @@ def _slice(split: Split, n: int) -> Split:
     return Split(split.x[:n], split.y[:n])
 
 
+def _pass_examples(step_s: float, batch: int, available: int) -> int:
+    """Examples to time one evaluation or probe pass on: a forward pass costs about a third
+    of a training step per example, so this many take about :data:`PASS_TIME_S`."""
+    per_example = step_s / (3 * max(batch, 1))
+    n = int(PASS_TIME_S / per_example) if per_example > 0 else SAMPLE
+    return max(1, min(available, SAMPLE, max(n, MIN_SAMPLE)))
+
+
 def _probe_examples(cfg: ExperimentConfig, n_train: int) -> int:
     """Examples in one gradient-flow point of the real run (0: no separate probe pass)."""
     gf = cfg.gradflow
@@ -123,8 +143,8 @@ def _probe_examples(cfg: ExperimentConfig, n_train: int) -> int:
 class _Data:
     build: DataBundle  # the members are built on this (its train split sizes the probe set)
     one_step: DataBundle  # its train split is one batch: train_epoch runs one step
-    sample: Split  # one evaluation sample
-    probe_scale: float  # real probe examples / probe examples measured
+    sample: Split  # the largest evaluation sample
+    real_probe: int  # examples of the real run's gradient-flow pass (0: none)
 
 
 def _data(cfg: ExperimentConfig, data: DataBundle) -> _Data:
@@ -135,10 +155,7 @@ def _data(cfg: ExperimentConfig, data: DataBundle) -> _Data:
     sample = _slice(evals, min(len(evals), cfg.train.eval_batch_size, SAMPLE))
     build = replace(data, train=_slice(data.train, max(min(real_probe, SAMPLE), batch)),
                     val=sample, test=sample)
-    # the probe set the members draw from the build split (as build_probe does)
-    measured = _probe_examples(cfg, len(build.train))
-    return _Data(build, replace(build, train=_slice(data.train, batch)), sample,
-                 real_probe / measured if measured else 0.0)
+    return _Data(build, replace(build, train=_slice(data.train, batch)), sample, real_probe)
 
 
 def measure(cfgs: Sequence[ExperimentConfig], data: DataBundle,
@@ -180,6 +197,9 @@ def _write_s(model: torch.nn.Module, mask: object, gradflow: bool, tmp: Path) ->
 
 
 def _measure_single(cfg: ExperimentConfig, d: _Data, tmp: Path) -> Throughput:
+    import torch.nn.functional as F
+
+    from sparseflow.gradflow import measure_gradient_flow
     from sparseflow.train.build import build_run
     from sparseflow.train.loop import evaluate, train_epoch
     from sparseflow.train.probe import GradFlowProbe
@@ -196,13 +216,21 @@ def _measure_single(cfg: ExperimentConfig, d: _Data, tmp: Path) -> Throughput:
     st, bs = built.state, cfg.train.batch_size
     step_s = _median_call(lambda: train_epoch(st, d.one_step, built.hooks, batch_size=bs,
                                               drop_last=False))
-    eval_s = _per_example(_timed(lambda: evaluate(st.model, d.sample,
-                                                  cfg.train.eval_batch_size)), d.sample)
+    sample = _slice(d.sample, _pass_examples(step_s, bs, len(d.sample)))
+    eval_s = _per_example(_timed(lambda: evaluate(st.model, sample,
+                                                  cfg.train.eval_batch_size)), sample)
     probe_s = 0.0
     hook = next((h for h in built.hooks if isinstance(h, GradFlowProbe)), None)
-    if hook is not None and d.probe_scale:
-        st.extra.pop("gradflow", None)  # begin() measures point 0 on an empty series
-        probe_s = _timed(lambda: hook.begin(st)) * d.probe_scale
+    if hook is not None and d.real_probe and hook.x is not None and hook.y is not None:
+        n = _pass_examples(step_s, bs, len(hook.x))
+        x, y = hook.x[:n], hook.y[:n]
+
+        def point() -> None:  # what the hook's measurement does, on n of its examples
+            st.model.train()
+            measure_gradient_flow(st.model, F.cross_entropy, x, y, hook.mask,
+                                  include_all=cfg.gradflow.include_all, batch_size=hook.chunk)
+
+        probe_s = _timed(point) * d.real_probe / n
     (tmp / "run").mkdir()
     return Throughput(build_s=build_s, step_s=step_s, eval_s_per_example=eval_s,
                       probe_s=probe_s, final_s_per_example=eval_s,
@@ -216,7 +244,7 @@ def _measure_group(cfgs: list[ExperimentConfig], d: _Data, tmp: Path) -> Through
     from sparseflow.train.build import build_run
     from sparseflow.train.loop import evaluate as evaluate_one
     from sparseflow.train.vectorized import loop
-    from sparseflow.train.vectorized.group import _group_state, _probe_fn
+    from sparseflow.train.vectorized.group import _group_state
     from sparseflow.utils.atomic import atomic_torch_save
 
     cfg = cfgs[0]
@@ -236,14 +264,28 @@ def _measure_group(cfgs: list[ExperimentConfig], d: _Data, tmp: Path) -> Through
     decay = [n for n, p in model0.named_parameters()
              if any(p is t for t in decay_targets(model0, cfg.regularization.l2_on_all))]
     step_s = _median_call(lambda: loop.train_epoch(state, d.one_step, decay))
-    eval_s = _per_example(_timed(lambda: loop.evaluate(state, d.sample,
-                                                       cfg.train.eval_batch_size)), d.sample)
+    bs = cfg.train.batch_size
+    sample = _slice(d.sample, _pass_examples(step_s, bs, len(d.sample)))
+    eval_s = _per_example(_timed(lambda: loop.evaluate(state, sample,
+                                                       cfg.train.eval_batch_size)), sample)
     probe_s = 0.0
-    probe = _probe_fn(state, cfg, d.build, names) if d.probe_scale else None
-    if probe is not None:
-        probe_s = _timed(lambda: probe(state)) * d.probe_scale
-    final_s = _per_example(_timed(lambda: evaluate_one(model0, d.sample,
-                                                       cfg.train.eval_batch_size)), d.sample)
+    if d.real_probe:
+        # the probe sets as the vectorized run stacks them (group._probe_fn), n examples each
+        if cfg.gradflow.probe_set == "full":
+            xs, ys = d.build.train.x.unsqueeze(0), d.build.train.y.unsqueeze(0)
+            xs = xs.expand(state.k, *xs.shape[1:])
+            ys = ys.expand(state.k, *ys.shape[1:])
+            chunk = cfg.train.eval_batch_size
+        else:
+            xs = torch.stack([m.probe_x for m in state.members])
+            ys = torch.stack([m.probe_y for m in state.members])
+            chunk = None
+        n = _pass_examples(step_s, bs, xs.shape[1])
+        probe_s = _timed(lambda: loop.probe(state, xs[:, :n], ys[:, :n], names, chunk)) \
+            * d.real_probe / n
+    one = _slice(d.sample, _pass_examples(step_s / state.k, bs, len(d.sample)))
+    final_s = _per_example(_timed(lambda: evaluate_one(model0, one,
+                                                       cfg.train.eval_batch_size)), one)
     ckpt_s = _timed(lambda: atomic_torch_save(state.state_dict(), tmp / "group.pt",
                                               durable=False))
     return Throughput(build_s=build_s, step_s=step_s, eval_s_per_example=eval_s,
