@@ -215,7 +215,8 @@ def test_a_budget_spent_after_the_first_probe_gives_untimed_levels_ratio_one() -
         calls.append(i)
         return FAKE
 
-    measured = design(shapes, ["opt"], "size", measure, lambda i, t: 1.0, lambda extra: False)
+    measured = design(shapes, ["opt"], "size", measure, lambda i, t: 1.0,
+                      lambda extra, seconds: False)
     assert calls == [0] and set(measured) == {0}  # the first probe always runs
     for t in predict(shapes, ["opt", "size"], measured):  # exp(log(x)): equal to rounding
         assert t.as_dict() == pytest.approx(FAKE.as_dict(), rel=1e-12)

@@ -17,6 +17,7 @@ out) has ratio 1.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ class Shape:
 
     levels: dict[str, str]  #: factor → level (repr of the value)
     cost: float = 0.0  #: a static proxy of its total cost, for ordering (larger first)
+    work: float = 1.0  #: a static proxy of the work of timing it (weights × members)
 
 
 def _matches(shape: Shape, want: Mapping[str, str]) -> bool:
@@ -42,25 +44,36 @@ def _matches(shape: Shape, want: Mapping[str, str]) -> bool:
 
 def design(shapes: Sequence[Shape], factors: Sequence[str], size_factor: str,
            measure: Callable[[int], Throughput], total: Callable[[int, Throughput], float],
-           in_budget: Callable[[bool], bool]) -> dict[int, Throughput]:
-    """Time shapes (by index) in design order while ``in_budget(extra)`` allows it; returns
-    index → measured :class:`Throughput`.
+           in_budget: Callable[[bool, float], bool]) -> dict[int, Throughput]:
+    """Time shapes (by index) in design order while ``in_budget(extra, seconds)`` allows the
+    next one, expected to take ``seconds``; returns index → measured :class:`Throughput`.
 
     ``measure(i)`` times shape i, ``total(i, t)`` is its predicted total seconds from ``t``
-    (to pick the most expensive size). ``in_budget(False)`` guards the design probes,
-    ``in_budget(True)`` the extra ones.
+    (to pick the most expensive size). ``in_budget(False, s)`` guards the design probes,
+    ``in_budget(True, s)`` the extra ones. A probe is expected to take as long as the slowest
+    one so far per unit of ``work``.
     """
     measured: dict[int, Throughput] = {}
     if not shapes:
         return measured
     ref = shapes[0].levels
+    rate = [0.0]  # seconds of timing per unit of work, the largest seen
+
+    def timed(i: int) -> Throughput:
+        t0 = time.perf_counter()
+        measured[i] = measure(i)
+        rate[0] = max(rate[0], (time.perf_counter() - t0) / max(shapes[i].work, 1e-12))
+        return measured[i]
+
+    def allowed(i: int, extra: bool) -> bool:
+        return not measured or in_budget(extra, rate[0] * shapes[i].work)
 
     def take(want: Mapping[str, str], fallback: Mapping[str, str], extra: bool = False) -> None:
         for pattern in (want, fallback):
             hit = next((i for i, s in enumerate(shapes) if _matches(s, pattern)), None)
             if hit is not None:
-                if hit not in measured and (not measured or in_budget(extra)):
-                    measured[hit] = measure(hit)
+                if hit not in measured and allowed(hit, extra):
+                    timed(hit)
                 return
 
     sizes = sorted({s.levels[size_factor] for s in shapes},
@@ -75,9 +88,8 @@ def design(shapes: Sequence[Shape], factors: Sequence[str], size_factor: str,
     rest = sorted((i for i in range(len(shapes)) if i not in measured),
                   key=lambda i: -shapes[i].cost)
     for i in rest:
-        if not in_budget(True):
-            break
-        measured[i] = measure(i)
+        if allowed(i, True):  # a cheaper one further down may still fit
+            timed(i)
     return measured
 
 

@@ -254,6 +254,12 @@ def _weights(cfg: ExperimentConfig, data: DataBundle | None, cache: dict[str, in
     return cache.get(key, 1)
 
 
+def _members_timed(k: int, weights: int) -> int:
+    """Members a group of ``k`` is timed with: all, or two for big models (its pieces grow with
+    the members; building and stepping all of them would take seconds each)."""
+    return k if k <= 2 or k * weights <= BIG_GROUP else 2
+
+
 def _levels(plan: Plan, g: _Group) -> dict[str, str]:
     run = g.runs[0]
     levels = {a: repr(run.cell.get(a)) for a in plan.axes()}
@@ -336,8 +342,9 @@ def _time_shapes(plan: Plan, groups: list[_Group], sizes: dict[str, Sizes],
     for g in groups:
         sz = sizes[g.cfg.data.model_dump_json()]
         steps = g.cfg.train.epochs * steps_per_epoch(g.cfg, sz.n_train)
-        shapes.append(Shape(_levels(plan, g),
-                            cost=len(g.runs) * steps * _weights(g.cfg, sz.data, weights)))
+        w = _weights(g.cfg, sz.data, weights)
+        shapes.append(Shape(_levels(plan, g), cost=len(g.runs) * steps * w,
+                            work=_members_timed(len(g.runs), w) * w))
     # The process's one-time set-up first: a worker's start-up, not the first shape's cost.
     warmup_s = warm_up()
     t0 = time.perf_counter()
@@ -347,9 +354,7 @@ def _time_shapes(plan: Plan, groups: list[_Group], sizes: dict[str, Sizes],
         sz = sizes[g.cfg.data.model_dump_json()]
         assert sz.data is not None
         k = len(g.runs)
-        # A group of big models is timed with two of its members (its pieces grow with the
-        # members; building and stepping all of them would take seconds each).
-        timed_k = k if k <= 2 or k * _weights(g.cfg, sz.data, weights) <= BIG_GROUP else 2
+        timed_k = _members_timed(k, _weights(g.cfg, sz.data, weights))
         cfgs = [ExperimentConfig.model_validate(r.config) for r in g.runs[:timed_k]]
         t = probe(cfgs, sz.data, scratch)
         return t if timed_k == k else t.for_members(k / timed_k)
@@ -358,8 +363,9 @@ def _time_shapes(plan: Plan, groups: list[_Group], sizes: dict[str, Sizes],
         g = groups[i]
         return group_seconds(g.cfg, sizes[g.cfg.data.model_dump_json()], t, len(g.runs))
 
-    def in_budget(extra: bool) -> bool:
-        return time.perf_counter() - t0 < (PROBE_BUDGET_S if extra else PROBE_LIMIT_S)
+    def in_budget(extra: bool, expected_s: float) -> bool:
+        end = time.perf_counter() - t0 + expected_s
+        return end < (PROBE_BUDGET_S if extra else PROBE_LIMIT_S)
 
     factors = [*plan.axes()]
     measured = design(shapes, factors, "size", measure_one, total, in_budget)

@@ -119,6 +119,13 @@ def _median_call(fn: Callable[[], object]) -> float:
     return statistics.median(times)
 
 
+def _probe_point(seconds: float, n: int, real: int, step_s: float, batch: int) -> float:
+    """One gradient-flow point on ``real`` examples from one timed on ``n``: what it costs
+    beyond its examples (gradients to float64, the norms of every layer) is in ``seconds``;
+    each further example costs a forward and backward pass, as in a training step."""
+    return seconds + max(real - n, 0) * step_s / max(batch, 1)
+
+
 def _slice(split: Split, n: int) -> Split:
     return Split(split.x[:n], split.y[:n])
 
@@ -230,7 +237,7 @@ def _measure_single(cfg: ExperimentConfig, d: _Data, tmp: Path) -> Throughput:
             measure_gradient_flow(st.model, F.cross_entropy, x, y, hook.mask,
                                   include_all=cfg.gradflow.include_all, batch_size=hook.chunk)
 
-        probe_s = _timed(point) * d.real_probe / n
+        probe_s = _probe_point(_timed(point), n, d.real_probe, step_s, bs)
     (tmp / "run").mkdir()
     return Throughput(build_s=build_s, step_s=step_s, eval_s_per_example=eval_s,
                       probe_s=probe_s, final_s_per_example=eval_s,
@@ -281,8 +288,8 @@ def _measure_group(cfgs: list[ExperimentConfig], d: _Data, tmp: Path) -> Through
             ys = torch.stack([m.probe_y for m in state.members])
             chunk = None
         n = _pass_examples(step_s, bs, xs.shape[1])
-        probe_s = _timed(lambda: loop.probe(state, xs[:, :n], ys[:, :n], names, chunk)) \
-            * d.real_probe / n
+        probe_s = _probe_point(_timed(lambda: loop.probe(state, xs[:, :n], ys[:, :n], names,
+                                                         chunk)), n, d.real_probe, step_s, bs)
     one = _slice(d.sample, _pass_examples(step_s / state.k, bs, len(d.sample)))
     final_s = _per_example(_timed(lambda: evaluate_one(model0, one,
                                                        cfg.train.eval_batch_size)), one)
