@@ -88,3 +88,94 @@ def test_fingerprint_stable_under_growth_and_sensitive_to_base() -> None:
     other = spec_dict()
     other["base"] = {**other["base"], "train": {"epochs": 3, "batch_size": 64}}
     assert fingerprint(StudySpec.model_validate(other)) != fingerprint(a)
+
+
+# Pairs per cell of the default table, and the warning of `study plan` ---------------------
+
+from sparseflow.studies.power_check import cell_pairs, too_few_pairs  # noqa: E402
+
+
+def test_cell_pairs_pool_widths_seeds_and_the_other_axes() -> None:
+    spec = spec_dict(axes={"optim.name": ["adam", "sgd"], "optim.lr": [0.01, 0.1, 0.2]},
+                     seeds=2, scsdc={"sparse_width": 40, "dense_widths": [8, 16]})
+    cells = cell_pairs(expand(StudySpec.model_validate(spec)))
+    # rows optim.name × cols variant; a cell pools 2 seeds × 2 widths × 3 learning rates
+    assert [(c.row, c.col, c.n) for c in cells] == [
+        ("adam", "NR", 12), ("adam", "BN", 12), ("sgd", "NR", 12), ("sgd", "BN", 12)]
+    assert cells[0].label == "optim.name=adam / variant=NR"
+
+
+def test_one_variant_tables_the_next_axis_and_pools_nothing_else() -> None:
+    spec = spec_dict(axes={"optim.name": ["adam", "sgd"], "optim.lr": [0.01, 0.1]},
+                     variants=["NR"], seeds=3, scsdc={"sparse_width": 40, "dense_widths": [8]})
+    cells = cell_pairs(expand(StudySpec.model_validate(spec)))
+    assert {(c.col_key, c.n) for c in cells} == {("optim.lr", 3)}
+    assert len(cells) == 4
+    mw = cell_pairs(expand(StudySpec.model_validate(spec)), test="mannwhitney")
+    assert {c.n for c in mw} == {3}  # 3 sparse and 3 dense runs per cell
+
+
+def test_too_few_pairs_names_the_cell_the_need_and_the_seeds() -> None:
+    plan = expand(StudySpec.model_validate(spec_dict(seeds=1)))  # 1 seed × 2 widths = 2 pairs
+    lines = too_few_pairs(plan)
+    assert len(lines) == 4
+    assert lines[0] == ("cell optim.name=adam / variant=NR has 2 pairs: a one-sided Wilcoxon "
+                        "test needs ≥ 5 to reach p ≤ 0.05; add seeds (seeds: 3) or dense "
+                        "widths")  # 3 seeds × 2 widths = 6 ≥ 5
+    plan3 = expand(StudySpec.model_validate(spec_dict(seeds=3)))  # 6 pairs
+    assert too_few_pairs(plan3) == []
+    assert len(too_few_pairs(plan3, alpha=0.01)) == 4  # needs 7: 1/2^7 ≤ 0.01 < 1/2^6
+    assert "paired t-test needs ≥ 3" in too_few_pairs(plan, test="ttest")[0]
+    assert too_few_pairs(plan3, test="ttest") == []
+
+
+def _no_estimate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warning tests need no time estimate (it trains a little)."""
+    import sparseflow.studies
+
+    def refuse(*args, **kwargs):
+        from sparseflow.errors import DataError
+
+        raise DataError("estimate skipped in this test")
+
+    monkeypatch.setattr(sparseflow.studies, "estimate_study", refuse)
+
+
+@pytest.mark.parametrize("seeds,argv,warned", [
+    (1, [], 4),
+    (3, [], 0),
+    (3, ["--alpha", "0.01"], 4),
+    (3, ["--test", "ttest", "--alpha", "0.001"], 0),
+    (1, ["--test", "mannwhitney"], 4),
+])
+def test_study_plan_warns_before_training(tmp_path: Path, capsys, monkeypatch,
+                                          seeds: int, argv: list[str], warned: int) -> None:
+    from tests.test_cli import _run
+
+    _no_estimate(monkeypatch)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec_dict(seeds=seeds)))
+    code, out, err = _run(["study", "plan", str(path), *argv], capsys)
+    assert code == 0, err
+    flat = " ".join(out.split())
+    assert flat.count("to reach p ≤") == warned
+    if warned:
+        assert "cell optim.name=sgd / variant=BN has" in flat
+    assert "no time estimate: estimate skipped" in flat
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--test", "sign"], "--test must be one of wilcoxon, ttest, mannwhitney"),
+    (["--alpha", "1.5"], "--alpha must be in (0, 1)"),
+    (["--jobs", "0"], "--jobs must be ≥ 1"),
+    (["--vectorize", "on"], "--vectorize must be auto or off"),
+    (["--max-group", "0"], "--max-group must be ≥ 1"),
+])
+def test_study_plan_bad_options_are_one_line(tmp_path: Path, capsys, argv: list[str],
+                                             needle: str) -> None:
+    from tests.test_cli import _assert_one_line_error, _run
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec_dict()))
+    code, _, err = _run(["study", "plan", str(path), *argv], capsys)
+    _assert_one_line_error(code, err, needle)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,31 +50,101 @@ def _spec_and_plan(spec_path: Path, max_runs: int) -> Any:
 
 
 @study_app.command("plan")
-def plan_cmd(spec: Path = typer.Argument(..., help="Study YAML."),
-             max_runs: int = MAX_RUNS) -> None:
-    """Print what a study would run: counts per kind and a rough time estimate."""
-    from sparseflow.studies import estimate_seconds
+def plan_cmd(
+    spec: Path = typer.Argument(..., help="Study YAML."),
+    jobs: int | None = typer.Option(None, "--jobs", help="Parallel runs the estimate is for "
+                                    "(default: all cores, as study run)."),
+    vectorize: str = typer.Option("auto", "--vectorize", help="auto or off, as study run."),
+    max_group: int = typer.Option(8, "--max-group", help="Most runs in one batched group, as "
+                                  "study run."),
+    directory: Path | None = typer.Option(None, "--dir", help="Study directory of a resumed "
+                                          "study: its finished runs are skipped and their "
+                                          "measured durations used."),
+    test: str = typer.Option("wilcoxon", help="Test of the table: wilcoxon (paired), ttest "
+                             "(paired), mannwhitney."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level each cell of the "
+                                "table must be able to reach."),
+    max_runs: int = MAX_RUNS,
+) -> None:
+    """Print what a study would run: counts per kind, cells whose test cannot reach --alpha
+    with their pairs, and the wall time measured on this machine."""
+    from sparseflow.analysis.stats import TESTS
+    from sparseflow.studies.executor import default_jobs
+    from sparseflow.studies.timing import startup_s
 
+    started = startup_s()  # first: a fresh process's start-up, what each worker pays
+    if test not in TESTS:
+        raise ConfigError(f"--test must be one of {', '.join(TESTS)}, not {test!r}")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
+    if vectorize not in ("auto", "off"):
+        raise ConfigError(f"--vectorize must be auto or off, not {vectorize!r}")
+    if max_group < 1:
+        raise ConfigError(f"--max-group must be ≥ 1, got {max_group}")
     console = Console()
+    t0 = time.perf_counter()
     plan = _spec_and_plan(spec, max_runs)
-    counts = plan.counts()
+    expand_s = time.perf_counter() - t0
+    _print_counts(console, plan)
+    _warn_pairs(console, plan, test, alpha)
+    _print_estimate(console, plan, jobs or default_jobs(), vectorize, max_group, directory,
+                    started, expand_s)
+
+
+def _print_counts(console: Console, plan: Any) -> None:
     table = Table(title=f"study {plan.spec.name}")
     table.add_column("what")
     table.add_column("count", justify="right")
-    for key, value in counts.items():
+    for key, value in plan.counts().items():
         table.add_row(key.replace("_", " "), f"{value:,}")
     console.print(table)
     axes = ", ".join(f"{k} ({len(v)})" for k, v in plan.spec.axes.items()) or "none"
     console.print(f"axes: {axes}; variants: {', '.join(plan.spec.variants)}; dense widths: "
                   f"{plan.spec.scsdc.widths()} vs sparse width {plan.spec.scsdc.sparse_width}")
+
+
+#: Cells named one per line before the rest are summed up in one.
+_MAX_CELL_LINES = 12
+
+
+def _warn_pairs(console: Console, plan: Any, test: str, alpha: float) -> None:
+    """One yellow line per cell of the default table that cannot reach alpha."""
+    from sparseflow.studies.power_check import too_few_pairs
+
+    lines = too_few_pairs(plan, test, alpha)
+    shown = lines if len(lines) <= _MAX_CELL_LINES else lines[:_MAX_CELL_LINES - 1]
+    for line in shown:
+        console.print(line, style="yellow", markup=False, soft_wrap=True)
+    if len(shown) < len(lines):
+        console.print(f"… and {len(lines) - len(shown)} more cells with too few pairs",
+                      style="yellow", markup=False, soft_wrap=True)
+
+
+def _print_estimate(console: Console, plan: Any, jobs: int, vectorize: str, max_group: int,
+                    directory: Path | None, started: float | None, expand_s: float) -> None:
+    from sparseflow.studies import estimate_study
+
     try:
-        seconds, how = estimate_seconds(plan)
+        est = estimate_study(plan, jobs=jobs, vectorize=vectorize, max_group=max_group,
+                       study_dir=directory, startup_s=started,
+                       driver_s=(started or 0.0) + expand_s)
     except DataError as exc:  # the plan stands; only the estimate needs the data
         console.print(f"no time estimate: {exc}")
         return
-    console.print(f"estimated compute: ≈ {human_duration(seconds)} on one core ({how})")
-
-
+    except (RuntimeError, MemoryError) as exc:  # a run shape that cannot even be probed here
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        console.print(f"no time estimate: probing a run failed ({type(exc).__name__}: "
+                      f"{message})", markup=False, soft_wrap=True)
+        return
+    if not est.runs:
+        console.print(f"nothing left to train: all {est.skipped} runs of the plan are finished")
+        return
+    console.print(f"estimated wall time: ≈ {human_duration(est.wall_s)} with --jobs {jobs} "
+                  f"for {est.runs:,} runs (≈ {human_duration(est.compute_s)} of compute)",
+                  soft_wrap=True)
+    console.print(f"how: {est.how()}", soft_wrap=True, markup=False)
 
 
 @study_app.command("run")

@@ -1,0 +1,85 @@
+"""Before anything trains: can each cell of a study's default p-value table reach α at all?
+
+A cell of the default table (:func:`sparseflow.analysis.tables.default_axes`: the first swept
+axis × variant, …) pools every dense width, seed and value of the other axes, so it holds
+seeds × dense widths × (product of the other axes' sizes) pairs — fewer where two cells share a
+run (the plan holds it once, under its first cell). The pairs are counted from the plan's runs
+exactly as :func:`~sparseflow.analysis.tables.pvalue_table` will pair the finished runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from sparseflow.analysis.power import min_pairs
+from sparseflow.analysis.tables import default_axes, pair_up
+from sparseflow.studies.plan import Plan
+
+_TEST_TEXT = {"wilcoxon": "Wilcoxon test", "ttest": "paired t-test",
+              "mannwhitney": "Mann-Whitney test"}
+
+
+@dataclass(frozen=True)
+class CellPairs:
+    """One cell of the default table and the pairs (mannwhitney: runs per group) it will hold."""
+
+    row_key: str
+    row: Any
+    col_key: str
+    col: Any
+    n: int
+
+    @property
+    def label(self) -> str:
+        """``optim.name=adam / variant=NR``."""
+        return f"{self.row_key}={self.row} / {self.col_key}={self.col}"
+
+
+def _rows(plan: Plan) -> list[dict[str, Any]]:
+    """The plan's runs as the export will list them (a placeholder metric)."""
+    return [{"kind": r.kind, "dense_width": r.dense_width, "seed": r.seed, **r.cell, "m": 0.0}
+            for r in plan.runs]
+
+
+def cell_pairs(plan: Plan, test: str = "wilcoxon") -> list[CellPairs]:
+    """Every cell of the plan's default p-value table with its number of pairs (for the
+    unpaired ``mannwhitney``: the runs of its smaller group), in table order."""
+    axes = plan.axes()
+    rows = _rows(plan)
+    n_values = {a: len({repr(r.get(a)) for r in rows}) for a in axes}
+    row_key, col_key = default_axes(axes, n_values)
+    # keyed by repr: an axis value may be a list (optim.betas), which cannot be a dict key
+    cells: dict[tuple[str, str], tuple[Any, Any, list[dict[str, Any]]]] = {}
+    for r in rows:
+        row, col = r.get(row_key), r.get(col_key)
+        cells.setdefault((repr(row), repr(col)), (row, col, []))[2].append(r)
+    out = []
+    for row, col, runs in cells.values():
+        if test == "mannwhitney":
+            n = min(sum(r["kind"] == k for r in runs) for k in ("sparse", "dense"))
+        else:
+            n = len(pair_up(runs, "m", within=axes).sparse)
+        out.append(CellPairs(row_key, row, col_key, col, n))
+    return out
+
+
+def too_few_pairs(plan: Plan, test: str = "wilcoxon", alpha: float = 0.05,
+                  alternative: str = "greater") -> list[str]:
+    """One line per cell of the default table whose test cannot reach p ≤ ``alpha`` with the
+    pairs the plan gives it, naming the fix (the seeds that would suffice)."""
+    need = min_pairs(test, alpha, alternative)
+    seeds = len(plan.spec.seed_list())
+    sided = "one-sided" if alternative != "two-sided" else "two-sided"
+    unit = "runs per group" if test == "mannwhitney" else "pairs"
+    lines = []
+    for cell in cell_pairs(plan, test):
+        if cell.n >= need:
+            continue
+        fix = "add seeds or dense widths"
+        if cell.n:  # pairs grow in proportion to the seeds
+            fix = f"add seeds (seeds: {math.ceil(need * seeds / cell.n)}) or dense widths"
+        lines.append(f"cell {cell.label} has {cell.n} {unit}: a {sided} {_TEST_TEXT[test]} "
+                     f"needs ≥ {need} to reach p ≤ {alpha}; {fix}")
+    return lines
