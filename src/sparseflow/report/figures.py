@@ -123,9 +123,9 @@ def draw(data: FigureData, size: str = "screen") -> Figure:
         # A title wraps where it would run into the next panel (~0.6 em per character).
         chars = max(12, int((width - 0.9) / ncols * 72 / (0.6 * (sz.font + 1))))
         for i, (ax, panel) in enumerate(zip(flat, data.panels, strict=False)):
-            _panel(ax, panel, data, chars, sz.font / 10)
+            _panel(ax, panel, data, chars, sz.font / 10, _epoch_bins(width / ncols, sz.font))
             if data.grid is not None:
-                _grid_labels(ax, i, nrows, ncols, data)
+                _grid_labels(ax, i, nrows, ncols, data, chars)
             elif share and i % ncols:  # one y label per row of panels that share the y axis
                 ax.set_ylabel("")
         for ax in flat[len(data.panels):]:
@@ -160,11 +160,14 @@ def _kinds(data: FigureData) -> list[str]:
     return [k for k in KIND_STYLE if k in found] or ["dense", "sparse"]
 
 
-def _grid_labels(ax: Axes, i: int, nrows: int, ncols: int, data: FigureData) -> None:
-    """Small multiples: column headers on the top row, row headers on the left column, tick
-    labels and axis labels on the outer panels only."""
+def _grid_labels(ax: Axes, i: int, nrows: int, ncols: int, data: FigureData,
+                 chars: int = 80) -> None:
+    """Small multiples: column headers (wrapped at ``chars``) on the top row, row headers on
+    the left column, tick labels and axis labels on the outer panels only."""
     r, c = divmod(i, ncols)
-    ax.set_title(data.col_labels[c] if r == 0 and c < len(data.col_labels) else "")
+    head_c = data.col_labels[c] if r == 0 and c < len(data.col_labels) else ""
+    # Break at " = " first: "dense_width =\n26" reads better than a split name.
+    ax.set_title(textwrap.fill(head_c, chars, break_long_words=False))
     ylabel = ax.get_ylabel()
     head = data.row_labels[r] if r < len(data.row_labels) else ""
     ax.set_ylabel(f"{head}\n{ylabel}" if c == 0 else "")
@@ -184,9 +187,16 @@ def _dodge(data: FigureData, panel: Panel) -> dict[int, float]:
     return {i: (i - mid) * step for i in range(len(panel.series))}
 
 
-def _panel(ax: Axes, panel: Panel, data: FigureData, chars: int, marker: float) -> None:
+def _epoch_bins(panel_in: float, font: float) -> int:
+    """How many epoch ticks fit a panel ``panel_in`` inches wide at ``font`` pt: a two-digit
+    label and its gap take ~0.05 in per pt, less the ~0.6 in of the y axis's labels."""
+    return max(2, min(10, int((panel_in - 0.6) / (0.05 * font))))
+
+
+def _panel(ax: Axes, panel: Panel, data: FigureData, chars: int, marker: float,
+           epoch_bins: int = 10) -> None:
     """Draw one panel's series and reference lines; the title wrapped at ``chars``, markers
-    scaled by ``marker``."""
+    scaled by ``marker``, at most ``epoch_bins`` intervals between epoch ticks."""
     ax.set_title(textwrap.fill(panel.title, chars))
     ax.set_xlabel(data.xlabel)
     ax.set_ylabel(panel.ylabel)
@@ -203,7 +213,7 @@ def _panel(ax: Axes, panel: Panel, data: FigureData, chars: int, marker: float) 
     for i, s in enumerate(panel.series):
         _series(ax, s, data, shift.get(i, 0.0), marker)
     if data.style == "band" and not data.xticklabels:  # epochs are whole numbers
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=epoch_bins, integer=True))
     if data.xticks:
         ax.set_xticks(data.xticks)
         labels = data.xticklabels or [f"{t:g}" for t in data.xticks]
