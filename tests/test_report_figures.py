@@ -23,7 +23,7 @@ def _grid(ncols: int) -> FigureData:
 def _overlaps(boxes: list, gap_px: float) -> bool:
     """Whether two labels (window extents) touch or come closer than ``gap_px``."""
     boxes = sorted(boxes, key=lambda b: b.x0)
-    return any(a.x1 + gap_px > b.x0 for a, b in zip(boxes, boxes[1:]))
+    return any(a.x1 + gap_px > b.x0 for a, b in zip(boxes, boxes[1:], strict=False))
 
 
 @pytest.mark.parametrize("size", list(SIZES))
