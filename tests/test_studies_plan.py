@@ -129,6 +129,14 @@ def test_too_few_pairs_names_the_cell_the_need_and_the_seeds() -> None:
     assert too_few_pairs(plan3, test="ttest") == []
 
 
+def test_a_cell_of_one_dense_width_is_told_to_add_seeds_only() -> None:
+    # No axis, two variants: the table is variant × dense_width, a cell holds one width.
+    spec = spec_dict(axes={}, seeds=3, scsdc={"sparse_width": 40, "dense_widths": [8, 16]})
+    lines = too_few_pairs(expand(StudySpec.model_validate(spec)))
+    assert len(lines) == 4 and lines[0].startswith("cell variant=NR / dense_width=8 has 3 pairs")
+    assert all(line.endswith("add seeds (seeds: 5)") for line in lines)
+
+
 def _no_estimate(monkeypatch: pytest.MonkeyPatch) -> None:
     """The warning tests need no time estimate (it trains a little)."""
     import sparseflow.studies

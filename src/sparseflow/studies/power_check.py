@@ -77,9 +77,11 @@ def too_few_pairs(plan: Plan, test: str = "wilcoxon", alpha: float = 0.05,
     for cell in cell_pairs(plan, test):
         if cell.n >= need:
             continue
-        fix = "add seeds or dense widths"
+        # A cell pools the dense widths unless they are the table's rows or columns.
+        widths = "" if "dense_width" in (cell.row_key, cell.col_key) else " or dense widths"
+        fix = f"add seeds{widths}"
         if cell.n:  # pairs grow in proportion to the seeds
-            fix = f"add seeds (seeds: {math.ceil(need * seeds / cell.n)}) or dense widths"
+            fix = f"add seeds (seeds: {math.ceil(need * seeds / cell.n)}){widths}"
         lines.append(f"cell {cell.label} has {cell.n} {unit}: a {sided} {_TEST_TEXT[test]} "
                      f"needs ≥ {need} to reach p ≤ {alpha}; {fix}")
     return lines
