@@ -17,6 +17,9 @@ from sparseflow.config.schema import ExperimentConfig
 
 #: Top-level fields that never enter the id.
 _NOT_IDENTITY = frozenset({"name", "seed"})
+#: (section, field) pairs that never enter the id: observation only, they change no result, so
+#: turning them on for an existing run or study finds the same runs.
+_NOT_IDENTITY_NESTED = frozenset({("train", "log")})
 
 
 def _jsonable(value: Any) -> Any:
@@ -59,7 +62,16 @@ def _default(cls: type[BaseModel], name: str) -> Any:
 
 def canonical(cfg: ExperimentConfig) -> dict[str, Any]:
     """The canonical (non-default, id-relevant) form of an experiment config."""
-    return {k: v for k, v in non_default(cfg).items() if k not in _NOT_IDENTITY}
+    out = {k: v for k, v in non_default(cfg).items() if k not in _NOT_IDENTITY}
+    for section, name in _NOT_IDENTITY_NESTED:
+        sub = out.get(section)
+        if isinstance(sub, dict) and name in sub:
+            sub = {k: v for k, v in sub.items() if k != name}
+            if sub:
+                out[section] = sub
+            else:
+                del out[section]
+    return out
 
 
 def canonical_json(cfg: ExperimentConfig) -> str:

@@ -267,6 +267,11 @@ class TrainConfig(FrozenConfig):
         "setting: results are bitwise reproducible for a given value; another value is another "
         "computation (and run id)."
     )
+    log: Literal["none", "tensorboard"] = Field(
+        "none", description="tensorboard: also write a TensorBoard log to the run directory's "
+        "tb/ (per-epoch losses/accuracies, gradient flow and per-layer norms at the probe "
+        "points), to watch runs live. Observation only: not part of the run id."
+    )
 
 
 class GradFlowConfig(FrozenConfig):

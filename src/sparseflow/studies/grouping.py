@@ -34,7 +34,8 @@ class RunGroup:
 def vectorizable(cfg: ExperimentConfig) -> bool:
     """Whether the vectorized engine supports this config."""
     return (cfg.model.name in VECTORIZABLE_FAMILIES
-            and not (cfg.gradflow.enabled and cfg.gradflow.probe_set == "batch"))
+            and not (cfg.gradflow.enabled and cfg.gradflow.probe_set == "batch")
+            and cfg.train.log == "none")  # the TensorBoard log is a hook of single runs
 
 
 

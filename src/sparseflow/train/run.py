@@ -37,6 +37,7 @@ from sparseflow.train.divergence import STOP_REASON
 from sparseflow.train.hooks import stateful
 from sparseflow.train.loop import evaluate, fit
 from sparseflow.train.seeding import generator_states, load_generator_states
+from sparseflow.train.tblog import tensorboard_hooks
 from sparseflow.utils.atomic import atomic_torch_save, atomic_write_json, read_json
 
 CONFIG, MASK, CHECKPOINT, METRICS, GRADFLOW, FINAL, SUMMARY = (
@@ -237,9 +238,15 @@ def _run(cfg: ExperimentConfig, root: str | Path, *, hooks: Sequence[Any],
     resumed = load_checkpoint(run_dir, built)
     prior = sum(r["seconds"] for r in built.state.history)
     t0 = time.perf_counter()
-    fit(built.state, built.data, [*built.hooks, _Checkpointer(run_dir, built)],
-        batch_size=cfg.train.batch_size, eval_batch_size=cfg.train.eval_batch_size,
-        drop_last=cfg.train.drop_last, until_epoch=until_epoch)
+    # After the probe (which the TensorBoard log reads) and the caller's hooks.
+    logs = tensorboard_hooks(cfg.train.log, run_dir)
+    try:
+        fit(built.state, built.data, [*built.hooks, *logs, _Checkpointer(run_dir, built)],
+            batch_size=cfg.train.batch_size, eval_batch_size=cfg.train.eval_batch_size,
+            drop_last=cfg.train.drop_last, until_epoch=until_epoch)
+    finally:
+        for log in logs:
+            log.close()  # also after a partial call or an interruption: keep what was written
     st = built.state
     if not st.stop and st.epoch < st.epochs:
         return RunResult(run_dir, "partial", {})

@@ -1,0 +1,99 @@
+"""``train.log: tensorboard``: a TensorBoard log per run, which changes neither results nor ids."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sparseflow.config import build_config, config_id
+from sparseflow.gradflow import MEASURES
+from sparseflow.studies.grouping import vectorizable
+from sparseflow.train import run_experiment
+
+from tests.conftest import tiny
+
+pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install tensorboard)")
+from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E402
+    EventAccumulator,
+)
+
+
+def _scalars(log_dir: Path) -> EventAccumulator:
+    acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return acc
+
+
+def _values(acc: EventAccumulator, tag: str) -> dict[int, float]:
+    return {e.step: e.value for e in acc.Scalars(tag)}
+
+
+def test_log_does_not_change_run_ids() -> None:
+    off = build_config(tiny(sparsity={"density": 0.3}))
+    on = build_config(tiny(sparsity={"density": 0.3}, train={"log": "tensorboard"}))
+    assert off.train.log == "none"
+    assert config_id(on) == config_id(off)
+    # A config whose train section differs only by the log keeps the id of one without it.
+    assert config_id(build_config(tiny(train={"log": "tensorboard", "epochs": 3}))) == \
+        config_id(build_config(tiny()))
+
+
+def test_bad_log_value_is_refused() -> None:
+    from sparseflow.errors import ConfigError
+
+    with pytest.raises((ConfigError, ValueError), match="log"):
+        build_config(tiny(train={"log": "wandb"}))
+
+
+def test_tensorboard_log_holds_epochs_and_gradflow_and_same_weights(tmp_path: Path) -> None:
+    sections = {"sparsity": {"density": 0.3}, "gradflow": {"points": 3}}
+    plain = run_experiment(build_config(tiny(**sections)), tmp_path / "plain")
+    logged = run_experiment(build_config(tiny(**sections, train={"log": "tensorboard"})),
+                            tmp_path / "logged")
+    assert not (plain.run_dir / "tb").exists()
+    a = torch.load(plain.run_dir / "final.pt", weights_only=True)
+    b = torch.load(logged.run_dir / "final.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    tb = logged.run_dir / "tb"
+    assert list(tb.glob("events.out.tfevents.*"))
+    acc = _scalars(tb)
+    metrics = json.loads((logged.run_dir / "metrics.json").read_text())
+    train_loss = _values(acc, "loss/train")
+    assert sorted(train_loss) == [1, 2, 3]
+    for m in metrics:
+        assert train_loss[m["epoch"]] == pytest.approx(m["train_loss"], rel=1e-6)
+        assert _values(acc, "accuracy/test")[m["epoch"]] == pytest.approx(m["test_accuracy"],
+                                                                          rel=1e-6)
+    series = json.loads((logged.run_dir / "gradflow.json").read_text())
+    series = series["series"] if isinstance(series, dict) else series
+    epochs = [p["epoch"] for p in series]
+    assert epochs[0] == 0 and len(epochs) >= 2
+    for key in MEASURES:
+        got = _values(acc, f"gradflow/{key}")
+        assert sorted(got) == epochs
+        for p in series:
+            assert got[p["epoch"]] == pytest.approx(p[key], rel=1e-6, abs=1e-12)
+    layer = next(iter(series[0]["per_layer"]))
+    norms = _values(acc, f"gradflow_layer/{layer}/norm2")
+    assert norms[0] == pytest.approx(series[0]["per_layer"][layer]["norm2"], rel=1e-6)
+    assert f"gradflow_layer/{layer}/norm2_raw" in acc.Tags()["scalars"]
+
+
+def test_log_resumes_without_duplicating_epochs(tmp_path: Path) -> None:
+    cfg = build_config(tiny(train={"log": "tensorboard"}, gradflow={"points": 4}))
+    part = run_experiment(cfg, tmp_path, until_epoch=2)
+    assert part.status == "partial"
+    done = run_experiment(cfg, tmp_path)
+    assert done.status == "finished"
+    acc = _scalars(done.run_dir / "tb")
+    assert [e.step for e in acc.Scalars("loss/train")] == [1, 2, 3]
+    assert sorted(e.step for e in acc.Scalars("gradflow/egf2")) == [0, 1, 2, 3]
+
+
+def test_logged_runs_are_not_vectorized() -> None:
+    assert vectorizable(build_config(tiny()))
+    assert not vectorizable(build_config(tiny(train={"log": "tensorboard"})))
