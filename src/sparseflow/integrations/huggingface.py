@@ -1,0 +1,135 @@
+"""Gradient flow in a Hugging Face ``transformers.Trainer``: :class:`GradientFlowCallback`.
+
+Example::
+
+    from transformers import Trainer
+    from sparseflow.integrations.huggingface import GradientFlowCallback
+    trainer = Trainer(model=model, args=args, train_dataset=ds,
+                      callbacks=[GradientFlowCallback(mask=mask)])
+    trainer.train()  # logs gradflow/egf2, gradflow/gf2, ... with the Trainer's logs
+
+**When it measures**: once per optimizer step, right after the backward pass of the step's
+last accumulated batch (``gradient_accumulation_steps``: the accumulated gradient) and *before*
+gradient clipping (``max_grad_norm``). No Trainer event fires there — ``on_pre_optimizer_step``
+comes *after* clipping (transformers documents it so) — so the callback registers a
+post-accumulate-grad hook on the model's parameters that queues one measurement at the end of
+each backward pass and measures when accelerate marks the batch as the one that syncs
+gradients (the last of the accumulation). Hence, with clipping on, ``gradflow/gf2`` (with
+``include_all=True``) equals the Trainer's own ``grad_norm``, the norm before clipping.
+
+**Logging**: the measures of the optimizer steps since the previous log are averaged and added
+to the Trainer's log (``trainer.state.log_history`` and the ``logs`` that callbacks after this
+one receive) as ``gradflow/<measure>``. The reporters of ``report_to`` are callbacks added
+before user callbacks; to have them receive the measures too, put this callback first:
+``trainer.callback_handler.callbacks.insert(0, callback)``.
+
+fp16 with a gradient scaler is not handled yet: the gradients are still scaled when measured
+(accelerate unscales them inside clipping), so the callback warns at the start of training.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from sparseflow.gradflow import MEASURES, GradientFlowMonitor
+from sparseflow.integrations import missing
+
+try:
+    import transformers
+except ImportError as exc:
+    raise missing("transformers", "hf") from exc
+
+#: Prefix of the logged keys.
+PREFIX = "gradflow/"
+
+
+def _syncs_gradients() -> bool:
+    """Whether the current backward is the last of its accumulation (accelerate's flag)."""
+    try:
+        from accelerate.state import GradientState
+    except ImportError:  # no accelerate: no accumulation bookkeeping to consult
+        return True
+    return bool(GradientState().sync_gradients)
+
+
+class GradientFlowCallback(transformers.TrainerCallback):
+    """Measures gradient flow at every optimizer step of a ``Trainer``, before clipping.
+
+    Args:
+        **monitor_kwargs: passed to :class:`~sparseflow.gradflow.GradientFlowMonitor`
+            (``mask``, ``include_all``, ``log_dir``, ...).
+
+    Attributes:
+        monitor: the :class:`~sparseflow.gradflow.GradientFlowMonitor` of the current training
+            (None before ``train``); its step numbers are the Trainer's ``global_step`` before
+            the update (0 for the first).
+    """
+
+    def __init__(self, **monitor_kwargs: Any) -> None:
+        self.monitor_kwargs = monitor_kwargs
+        self.monitor: GradientFlowMonitor | None = None
+        self._state: Any = None
+        self._handles: list[Any] = []
+        self._queued = False
+        self._pending: list[dict[str, float]] = []
+
+    # Trainer events ------------------------------------------------------------------------
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Build the monitor on the model and hook its parameters' gradient accumulation."""
+        model = kwargs["model"]
+        self.monitor = GradientFlowMonitor(model, **self.monitor_kwargs)
+        self._state = state
+        self._remove_hooks()
+        for param in model.parameters():
+            if param.requires_grad:
+                self._handles.append(param.register_post_accumulate_grad_hook(self._on_grad))
+        scaler = getattr(kwargs.get("optimizer"), "scaler", None)
+        if scaler is not None and getattr(scaler, "is_enabled", lambda: False)():
+            warnings.warn("GradientFlowCallback measures scaled gradients under fp16 with a "
+                          "gradient scaler (use bf16, or fp32, for unscaled measures)",
+                          stacklevel=2)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+               **kwargs: Any) -> None:
+        """Add the mean measures since the previous log to the Trainer's log."""
+        if not self._pending or logs is None:
+            return
+        means = {f"{PREFIX}{k}": sum(p[k] for p in self._pending) / len(self._pending)
+                 for k in MEASURES}
+        self._pending = []
+        logs.update(means)
+        if state.log_history:
+            state.log_history[-1].update(means)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Remove the gradient hooks and close the monitor (its history stays readable)."""
+        self._remove_hooks()
+        if self.monitor is not None:
+            self.monitor.close()
+
+    # Measuring ---------------------------------------------------------------------------
+    def _on_grad(self, param: torch.Tensor) -> None:
+        """A parameter's gradient is accumulated: measure once this backward pass ends."""
+        if not self._queued:
+            self._queued = True
+            # Runs when the whole backward pass is done, every gradient accumulated.
+            torch.autograd.Variable._execution_engine.queue_callback(self._after_backward)
+
+    def _after_backward(self) -> None:
+        self._queued = False
+        if self.monitor is None or not _syncs_gradients():
+            return  # a micro-batch in the middle of an accumulation: the gradient is partial
+        step = self._state.global_step if self._state is not None else None
+        result = self.monitor.step(step=step)
+        self._pending.append({k: float(result[k]) for k in MEASURES})
+
+    def _remove_hooks(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+__all__ = ["GradientFlowCallback", "PREFIX"]
