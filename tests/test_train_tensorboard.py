@@ -97,3 +97,58 @@ def test_log_resumes_without_duplicating_epochs(tmp_path: Path) -> None:
 def test_logged_runs_are_not_vectorized() -> None:
     assert vectorizable(build_config(tiny()))
     assert not vectorizable(build_config(tiny(train={"log": "tensorboard"})))
+
+
+def test_cli_train_set_log_and_bad_value(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import yaml
+
+    from sparseflow.cli import main
+
+    def cli(argv: list[str]) -> tuple[int, str]:
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out + err
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(tiny(train={"epochs": 1})))
+    code, out = cli(["train", str(cfg), "--out", str(tmp_path / "runs"),
+                     "--set", "train.log=tensorboard", "-q"])
+    assert code == 0, out
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert sorted(_values(_scalars(run_dir / "tb"), "loss/val")) == [1]
+    code, out = cli(["train", str(cfg), "--out", str(tmp_path / "bad"),
+                     "--set", "train.log=wandb"])
+    assert code == 2 and "train.log" in out and "Traceback" not in out
+
+
+def test_study_workers_write_a_log_per_run(tmp_path: Path) -> None:
+    from sparseflow.studies import expand, run_study
+    from sparseflow.studies.spec import StudySpec
+
+    from tests.test_studies_plan import spec_dict
+
+    spec = spec_dict(axes={"optim.name": ["sgd"]}, variants=["NR"], seeds=1,
+                     scsdc={"sparse_width": 40, "dense_widths": [8]})
+    spec["base"] = {**spec["base"], "train": {"epochs": 2, "batch_size": 64,
+                                              "log": "tensorboard"}}
+    plan = expand(StudySpec.model_validate(spec))
+    out = run_study(plan, tmp_path, jobs=1)
+    assert out.finished == 2
+    for run in plan.runs:
+        acc = _scalars(tmp_path / "runs" / run.run_key / "tb")
+        assert sorted(_values(acc, "loss/train")) == [1, 2]
+        assert sorted(_values(acc, "gradflow/egf2")) == [0, 1, 2]
+
+
+def test_missing_tensorboard_is_a_config_error(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from sparseflow.errors import ConfigError
+
+    monkeypatch.setitem(__import__("sys").modules, "tensorboard", None)
+    cfg = build_config(tiny(train={"log": "tensorboard", "epochs": 1}))
+    with pytest.raises(ConfigError, match=r"pip install tensorboard.*train\.log: none"):
+        run_experiment(cfg, tmp_path)
