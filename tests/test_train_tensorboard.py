@@ -151,4 +151,5 @@ def test_missing_tensorboard_is_a_config_error(tmp_path: Path,
     monkeypatch.setitem(__import__("sys").modules, "tensorboard", None)
     cfg = build_config(tiny(train={"log": "tensorboard", "epochs": 1}))
     with pytest.raises(ConfigError, match=r"pip install tensorboard.*train\.log: none"):
-        run_experiment(cfg, tmp_path)
+        run_experiment(cfg, tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()  # refused before anything is written

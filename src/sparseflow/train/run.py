@@ -230,6 +230,8 @@ def _run(cfg: ExperimentConfig, root: str | Path, *, hooks: Sequence[Any],
         raise ConfigError("train.early_stopping needs a validation split; set "
                           "data.val_fraction > 0")
     built.hooks.extend(hooks)
+    # After the probe (which the TensorBoard log reads) and the caller's hooks.
+    logs = tensorboard_hooks(cfg.train.log, run_dir)
     _check_same_config(run_dir, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / CONFIG, {"id": config_id(cfg), "config": dump_config(cfg)})
@@ -238,8 +240,6 @@ def _run(cfg: ExperimentConfig, root: str | Path, *, hooks: Sequence[Any],
     resumed = load_checkpoint(run_dir, built)
     prior = sum(r["seconds"] for r in built.state.history)
     t0 = time.perf_counter()
-    # After the probe (which the TensorBoard log reads) and the caller's hooks.
-    logs = tensorboard_hooks(cfg.train.log, run_dir)
     try:
         fit(built.state, built.data, [*built.hooks, *logs, _Checkpointer(run_dir, built)],
             batch_size=cfg.train.batch_size, eval_batch_size=cfg.train.eval_batch_size,

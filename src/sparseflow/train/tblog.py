@@ -41,13 +41,18 @@ EPOCH_TAGS = {
 LAYER_KEYS = ("norm2", "norm2_raw")
 
 
-def _summary_writer(log_dir: Path, purge_step: int | None) -> Any:
-    """A SummaryWriter on ``log_dir``, or ConfigError naming the missing package."""
+def check_tensorboard() -> None:
+    """ConfigError naming the missing package unless ``tensorboard`` imports."""
     try:
         import tensorboard  # noqa: F401  (torch's SummaryWriter needs it)
     except ImportError as exc:
         raise ConfigError("train.log: tensorboard needs the tensorboard package: pip install "
                           "tensorboard (or set train.log: none)") from exc
+
+
+def _summary_writer(log_dir: Path, purge_step: int | None) -> Any:
+    """A SummaryWriter on ``log_dir``, or ConfigError naming the missing package."""
+    check_tensorboard()
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
@@ -110,5 +115,9 @@ class TensorBoardLog(Hook):
 
 
 def tensorboard_hooks(log: str, run_dir: Path) -> list[TensorBoardLog]:
-    """The hooks ``train.log`` asks for (none for ``"none"``)."""
-    return [TensorBoardLog(run_dir / TB_DIR)] if log == "tensorboard" else []
+    """The hooks ``train.log`` asks for (none for ``"none"``); ConfigError, before anything is
+    written, when the package it needs is missing."""
+    if log != "tensorboard":
+        return []
+    check_tensorboard()
+    return [TensorBoardLog(run_dir / TB_DIR)]
