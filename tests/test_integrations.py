@@ -99,6 +99,7 @@ def _lit_module(pl: Any, lr: float = 0.1) -> Any:
             super().__init__()
             self.net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
             self.norms: list[float] = []  # total gradient norm seen by the module's own hook
+            self.grads: list[dict[str, torch.Tensor]] = []  # the prunable weights' gradients
 
         def training_step(self, batch: Any, _: int) -> torch.Tensor:
             x, y = batch
@@ -106,6 +107,7 @@ def _lit_module(pl: Any, lr: float = 0.1) -> Any:
 
         def on_before_optimizer_step(self, optimizer: Any) -> None:
             self.norms.append(_total_norm(self))  # after the callbacks' hook, before clipping
+            self.grads.append({n: p.grad.clone() for n, p in prunable_parameters(self).items()})
 
         def configure_optimizers(self) -> Any:
             return torch.optim.SGD(self.parameters(), lr=lr)
@@ -133,6 +135,11 @@ def test_lightning_readme_example_logs_measures(tmp_path: Path,
     assert trainer.callback_metrics["gradflow/egf2"] == pytest.approx(
         flow.monitor.latest["egf2"], rel=1e-6)
     assert set(flow.monitor.latest) - {"step"} == set(MEASURES)
+    for record, grads in zip(flow.monitor.history, module.grads, strict=True):
+        hand = gradient_flow(grads, dict(mask.items()))  # the measures by hand, same gradients
+        for key in MEASURES:
+            assert record[key] == pytest.approx(hand[key], rel=1e-6)
+    assert flow.monitor.latest["gf2"] > flow.monitor.latest["gf2_masked"]  # the mask counts
 
 
 def test_lightning_measures_accumulated_gradient_before_clipping(tmp_path: Path) -> None:

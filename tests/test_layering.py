@@ -21,7 +21,7 @@ RANK = {
     "store": 7,
     "analysis": 8, "report": 8,
     "studies": 9,
-    "cli": 10, "components": 10, "__init__": 10, "__main__": 10,
+    "cli": 10, "components": 10, "__init__": 10, "__main__": 10, "integrations": 10,
 }
 #: Pairs forbidden even though their ranks would allow them.
 FORBIDDEN = {("analysis", "train"), ("report", "train")}
