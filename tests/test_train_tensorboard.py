@@ -94,6 +94,15 @@ def test_log_resumes_without_duplicating_epochs(tmp_path: Path) -> None:
     assert sorted(e.step for e in acc.Scalars("gradflow/egf2")) == [0, 1, 2, 3]
 
 
+def test_log_of_a_run_started_over_holds_each_epoch_once(tmp_path: Path) -> None:
+    cfg = build_config(tiny(train={"log": "tensorboard", "checkpoint_every": 0}))
+    assert run_experiment(cfg, tmp_path, until_epoch=2).status == "partial"
+    done = run_experiment(cfg, tmp_path)  # no checkpoint: trains again from epoch 0
+    acc = _scalars(done.run_dir / "tb")
+    assert [e.step for e in acc.Scalars("loss/train")] == [1, 2, 3]
+    assert [e.step for e in acc.Scalars("gradflow/egf2")].count(0) == 1
+
+
 def test_logged_runs_are_not_vectorized() -> None:
     assert vectorizable(build_config(tiny()))
     assert not vectorizable(build_config(tiny(train={"log": "tensorboard"})))

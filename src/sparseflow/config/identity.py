@@ -2,7 +2,8 @@
 
 The canonical form keeps only values that differ from their defaults, recursively, with sorted
 keys. Adding a field with a default that changes nothing therefore keeps every old id; ``name``
-and ``seed`` are excluded (a label and a replicate index, not a different experiment).
+and ``seed`` are excluded (a label and a replicate index, not a different experiment), and so is
+``train.log`` (a TensorBoard log observes a run without changing it).
 """
 
 from __future__ import annotations

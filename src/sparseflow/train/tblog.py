@@ -72,9 +72,10 @@ class TensorBoardLog(Hook):
 
     def begin(self, state: TrainState) -> None:
         """Open the writer; after a resume, drop events of epochs not checkpointed."""
-        # Resumed: events past the checkpoint's epoch came from the interrupted attempt and are
-        # written again, so TensorBoard purges them (purge_step) instead of showing both.
-        purge = state.epoch + 1 if state.epoch > 0 else None
+        # Events past the checkpoint's epoch (all of them when starting over, e.g. without
+        # checkpoints) came from an interrupted attempt and are written again, so TensorBoard
+        # purges them (purge_step) instead of showing both.
+        purge = state.epoch + 1 if state.epoch > 0 else 0
         self._writer = _summary_writer(self.log_dir, purge)
         points = state.extra.get("gradflow", [])
         if state.epoch > 0:
