@@ -50,8 +50,10 @@ def _import(module: str, what: str) -> types.ModuleType:
     except ConfigError as exc:  # e.g. a duplicate registry name raised at the module's import
         raise PluginError(f"{what} {module!r}: {_one_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - any import-time failure is the plugin's problem
+        # A missing module is a name or installation problem; any other error is in its code.
+        fix = _FIX if isinstance(exc, ImportError) else "fix the error in the plugin's module"
         raise PluginError(f"cannot import {what} {module!r}: {type(exc).__name__}: "
-                          f"{_one_line(exc)}; {_FIX}") from None
+                          f"{_one_line(exc)}; {fix}") from None
 
 
 def check_name(module: str) -> str:
