@@ -41,8 +41,17 @@ def register():
         """Mish (Misra 2019): x * tanh(softplus(x))."""
         return nn.Mish()
 '''
-#: The module form: registering happens at import.
-MISH_MODULE = MISH + "\n\nregister()\n"
+
+
+def _readme_plugin() -> str:
+    """The README's example plugin module (the module form: it registers at import)."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("<!-- plugin-example:start -->", 1)[1]
+    block = block.split("<!-- plugin-example:end -->", 1)[0]
+    return block.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+MISH_MODULE = _readme_plugin()
 
 
 @pytest.fixture(autouse=True)
