@@ -11,7 +11,8 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "sparseflow"
 
 #: Rank of each top-level module/package: a module may import only ranks ≤ its own.
 RANK = {
-    "_version": 0, "_portable": 0, "errors": 0, "registry": 0, "utils": 0, "prunable": 0,
+    "_version": 0, "_portable": 0, "errors": 0, "registry": 0, "plugins": 0, "utils": 0,
+    "prunable": 0,
     "config": 1, "presets": 1,
     "data": 2, "models": 2, "optim": 2,
     "sparsity": 3,

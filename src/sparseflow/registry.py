@@ -7,8 +7,9 @@ schedule). Components register themselves with a decorator where they are define
     def build_mlp(...): ...
 
 Names become objects only at the edge (``build_*`` functions); everything below takes objects.
-Duplicate names raise at import time; unknown names raise a :class:`ConfigError` listing the
-valid names and the closest match.
+Duplicate names raise a :class:`ConfigError` at import time (naming the module that holds the
+name); unknown names raise a :class:`ConfigError` listing the valid names and the closest match.
+Components of the user's own modules are loaded by :mod:`sparseflow.plugins`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ class Registry(Generic[T]):
 
         def deco(obj: T) -> T:
             if name in self._items:
-                raise ValueError(f"duplicate {self.kind} name {name!r}")
+                owner = getattr(self._items[name], "__module__", None) or "?"
+                raise ConfigError(f"duplicate {self.kind} name {name!r}: already registered by "
+                                  f"{owner}; register yours under another name")
             self._items[name] = obj
             self._meta[name] = dict(meta)
             return obj

@@ -6,14 +6,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sparseflow.cli.plugin_opt import load as load_plugins
+from sparseflow.cli.plugin_opt import plugin_option
 from sparseflow.errors import ConfigError
 from sparseflow.registry import REGISTRIES, unknown_name_message
 
 
 def list_components(kind: str = typer.Argument(
-        ..., help=f"One of: {', '.join(REGISTRIES)}.")) -> None:
+        ..., help=f"One of: {', '.join(REGISTRIES)}."),
+        plugin: list[str] = plugin_option()) -> None:
     """List the registered components of KIND with a one-line description each."""
     import sparseflow.components  # noqa: F401  (fills the registries)
+
+    load_plugins(plugin)
 
     key = kind if kind in REGISTRIES else f"{kind}s"
     if key not in REGISTRIES:

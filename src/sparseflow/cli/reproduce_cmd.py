@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from sparseflow.cli.plugin_opt import load as load_plugins
+from sparseflow.cli.plugin_opt import plugin_option
 from sparseflow.errors import ConfigError
 from sparseflow.presets import PRESETS
 
@@ -22,6 +24,7 @@ def reproduce(
     executor: str = typer.Option("local", "--executor", help="local or ray."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address."),
     show: bool = typer.Option(False, "--show", help="Print the preset's study file and stop."),
+    plugin: list[str] = plugin_option(),
 ) -> None:
     """Run the preset study (resumable), then print its p-value table and write its report."""
     from sparseflow.cli.study_progress import StudyProgress
@@ -36,6 +39,7 @@ def reproduce(
     if show:
         print(path.read_text(), end="")
         return
+    load_plugins(plugin)
     plan = expand(load_spec(path))
     directory = directory or Path("runs") / f"paper-{name}-{scale}"
     progress = StudyProgress(console, plan.spec.name, plan.runs)

@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sparseflow.cli.plugin_opt import load as load_plugins
+from sparseflow.cli.plugin_opt import plugin_option
 from sparseflow.errors import ConfigError, DataError, check_output_dir
 from sparseflow.utils.fmt import human_duration
 
@@ -65,6 +67,7 @@ def plan_cmd(
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level each cell of the "
                                 "table must be able to reach."),
     max_runs: int = MAX_RUNS,
+    plugin: list[str] = plugin_option(),
 ) -> None:
     """Print what a study would run: counts per kind, cells whose test cannot reach --alpha
     with their pairs, and the wall time measured on this machine."""
@@ -84,6 +87,7 @@ def plan_cmd(
     if max_group < 1:
         raise ConfigError(f"--max-group must be ≥ 1, got {max_group}")
     console = Console()
+    load_plugins(plugin)
     t0 = time.perf_counter()
     plan = _spec_and_plan(spec, max_runs)
     expand_s = time.perf_counter() - t0
@@ -163,6 +167,7 @@ def run_cmd(
     rebuild: bool = typer.Option(False, "--rebuild", help="Move a damaged DIR/study.sqlite "
                                  "aside and rebuild it from the run directories."),
     max_runs: int = MAX_RUNS,
+    plugin: list[str] = plugin_option(),
 ) -> None:
     """Run (or resume) a study, then print its p-value table (of the runs this spec names)."""
     from sparseflow.cli.study_progress import StudyProgress
@@ -172,6 +177,7 @@ def run_cmd(
     _check_metric(metric)
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
+    load_plugins(plugin)  # before the spec's components are validated
     plan = _spec_and_plan(spec, max_runs)
     check_output_dir(directory, "--dir")  # before training, not after the first run
     progress = StudyProgress(console, plan.spec.name, plan.runs)
@@ -179,7 +185,7 @@ def run_cmd(
         outcome = run_study(plan, directory, jobs=jobs, fail_fast=fail_fast,
                             vectorize=vectorize, max_group=max_group, executor=executor,
                             address=address, on_start=progress.start,
-                            on_outcome=progress.advance, rebuild=rebuild,
+                            on_outcome=progress.advance, rebuild=rebuild, plugins=plugin,
                             on_note=lambda line: console.print(line, style="yellow", markup=False,
                                                               soft_wrap=True))
     finally:

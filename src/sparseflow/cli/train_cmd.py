@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from sparseflow.cli.plugin_opt import load as load_plugins
+from sparseflow.cli.plugin_opt import plugin_option
 from sparseflow.config import config_id, dump_config, load_config
 
 
@@ -20,6 +22,7 @@ def train(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config, its id "
                                  "and run directory; train nothing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    plugin: list[str] = plugin_option(),
 ) -> None:
     """Train one run. Finished runs are not retrained; interrupted ones resume."""
     from sparseflow.errors import check_output_dir
@@ -27,6 +30,7 @@ def train(
     from sparseflow.train.run import run_dir_for, run_experiment
 
     console = Console()
+    load_plugins(plugin)  # before the config names their components
     cfg = load_config(config, set_, seed)
     # Before any training: what the run would refuse (also in a dry run), and an output
     # folder that could not be written after minutes of training.

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sparseflow.config.schema import ExperimentConfig
 from sparseflow.errors import ConfigError
+from sparseflow.plugins import loaded_plugins, merge
 from sparseflow.store import DB_NAME, StudyBusyError, StudyLock, StudyStore
 from sparseflow.store.rundir import FINAL, SUMMARY
 from sparseflow.store.store import set_aside
@@ -77,11 +78,11 @@ def serial_backend(groups: list[RunGroup], runs_dir: str, started: Started) -> I
 
 
 def pool_backend(groups: list[RunGroup], runs_dir: str, started: Started, *, jobs: int,
-                 threads: int) -> Iterable[Outcome]:
+                 threads: int, plugins: tuple[str, ...] = ()) -> Iterable[Outcome]:
     """A local pool of spawned worker processes, at most two groups per worker in flight."""
     ctx = mp.get_context("spawn")  # workers start clean: no forked thread pools or locks
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=init_worker,
-                             initargs=(threads,)) as pool:
+                             initargs=(threads, plugins)) as pool:
         pending: dict[Future[list[Outcome]], RunGroup] = {}
         queue = list(reversed(groups))
         try:
@@ -133,7 +134,8 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
               executor: str = "local", address: str | None = None,
               on_start: Callable[[int, int], None] | None = None,
               on_outcome: Callable[[Outcome], None] | None = None, rebuild: bool = False,
-              on_note: Callable[[str], None] | None = None) -> StudyOutcome:
+              on_note: Callable[[str], None] | None = None,
+              plugins: Iterable[str] = ()) -> StudyOutcome:
     """Run every unfinished run of ``plan`` in ``study_dir``; returns what happened.
 
     Same-shape runs are trained as batched groups of at most ``max_group`` when ``vectorize``
@@ -146,6 +148,10 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
     moving a damaged one aside; finished runs whose run directory is gone or whose final.pt
     does not load are trained again. Each such event is one line given to ``on_note`` (and
     kept in ``StudyOutcome.notes``).
+
+    Every worker imports the plugin modules of the spec, those loaded in this process with
+    :func:`sparseflow.plugins.load_plugins`, and ``plugins`` (then the installed entry-point
+    plugins), so components registered there are known where the runs are built.
     """
     if vectorize not in ("auto", "off"):
         raise ConfigError(f"--vectorize must be auto or off, not {vectorize!r}")
@@ -156,12 +162,14 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
     study_dir = Path(study_dir)
+    modules = tuple(merge(plan.spec.plugins, loaded_plugins(), plugins))
     # before creating anything
-    preflight(plan, study_dir, executor=executor, address=address, rebuild=rebuild)
+    preflight(plan, study_dir, executor=executor, address=address, rebuild=rebuild,
+              plugins=modules)
     created = _first_missing(study_dir)  # what mkdir will create (None: it exists)
     try:
         return _run(plan, study_dir, jobs or default_jobs(), fail_fast, vectorize, max_group,
-                    executor, address, on_start, on_outcome, rebuild, on_note)
+                    executor, address, on_start, on_outcome, rebuild, on_note, modules)
     except Exception as exc:
         # A brand-new directory in which nothing ran is no study: leave nothing behind (but
         # a busy lock means another driver created it meanwhile: it is theirs).
@@ -185,7 +193,7 @@ def _run(plan: Plan, study_dir: Path, jobs: int, fail_fast: bool, vectorize: str
          max_group: int, executor: str, address: str | None,
          on_start: Callable[[int, int], None] | None,
          on_outcome: Callable[[Outcome], None] | None, rebuild: bool,
-         on_note: Callable[[str], None] | None) -> StudyOutcome:
+         on_note: Callable[[str], None] | None, plugins: tuple[str, ...]) -> StudyOutcome:
     study_dir.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
 
@@ -230,7 +238,7 @@ def _run(plan: Plan, study_dir: Path, jobs: int, fail_fast: bool, vectorize: str
 
         try:
             # closing(): the backend stops its workers before the lock is released.
-            stream = _backend(groups, str(runs_dir), started, executor, address, jobs)
+            stream = _backend(groups, str(runs_dir), started, executor, address, jobs, plugins)
             with contextlib.closing(iter(stream)) as stream:
                 for out in stream:
                     if out.run_key not in in_flight:
@@ -310,13 +318,15 @@ def _retrain_damaged(store: StudyStore, run_keys: list[str], note: Callable[[str
 
 
 def _backend(groups: list[RunGroup], runs_dir: str, started: Started, executor: str,
-             address: str | None, jobs: int) -> Iterable[Outcome]:
+             address: str | None, jobs: int, plugins: tuple[str, ...] = ()
+             ) -> Iterable[Outcome]:
     if executor == "ray":
         from sparseflow.studies.ray_backend import ray_backend
 
         # A self-started local cluster uses --jobs CPUs; a given cluster has its own.
-        return ray_backend(groups, runs_dir, started, address=address, num_cpus=jobs)
-    if jobs == 1 or len(groups) <= 1:
+        return ray_backend(groups, runs_dir, started, address=address, num_cpus=jobs,
+                           plugins=plugins)
+    if jobs == 1 or len(groups) <= 1:  # in this process, where preflight loaded the plugins
         return serial_backend(groups, runs_dir, started)
     return pool_backend(groups, runs_dir, started, jobs=min(jobs, len(groups)),
-                        threads=max(1, default_jobs() // jobs))
+                        threads=max(1, default_jobs() // jobs), plugins=plugins)

@@ -143,6 +143,10 @@ def expand(spec: StudySpec, *, max_runs: int = DEFAULT_MAX_RUNS) -> Plan:
     and two cells whose sparse runs are the same runs (the table could not tell them apart).
     """
     check_size(spec, max_runs)
+    if spec.plugins:  # the components the spec names must be registered before it validates
+        from sparseflow.plugins import load_plugins
+
+        load_plugins(spec.plugins)
     fp = fingerprint(spec)
     seeds = spec.seed_list()
     runs: dict[str, PlannedRun] = {}

@@ -15,6 +15,7 @@ from typing import Any
 
 from sparseflow.config.schema import DataConfig
 from sparseflow.errors import DataError
+from sparseflow.plugins import load_plugins
 from sparseflow.store import DB_NAME, StudyMismatchError, StudyStore
 from sparseflow.studies.plan import Plan
 from sparseflow.studies.spec import variant_overrides
@@ -115,10 +116,12 @@ def check_store(plan: Plan, study_dir: Path) -> None:
 
 
 def preflight(plan: Plan, study_dir: Path, *, executor: str, address: str | None,
-              rebuild: bool = False) -> None:
+              rebuild: bool = False, plugins: tuple[str, ...] = ()) -> None:
     """Every check that can refuse a study run before anything is created or written (with
     ``rebuild`` the stored study is not read: it is about to be moved aside and rebuilt, and
-    the rebuilt one is checked under the lock)."""
+    the rebuilt one is checked under the lock). The ``plugins`` the workers will import are
+    imported here first: one that cannot be is refused before any run starts."""
+    load_plugins(plugins)
     check_datasets(plan)
     check_executor(executor, address)
     if not rebuild:

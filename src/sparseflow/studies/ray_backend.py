@@ -113,11 +113,19 @@ def _connect(ray: Any, address: str | None, num_cpus: int | None = None) -> bool
 
 
 def _run_group(execute: Execute, items: list[tuple[str, dict[str, Any]]],
-               runs_dir: str) -> list[Outcome]:
+               runs_dir: str, plugins: tuple[str, ...] = ()) -> list[Outcome]:
     """The body of one Ray task (runs on a worker)."""
     import torch
 
     import sparseflow  # noqa: F401 - fills the component registries the configs name
+    from sparseflow.plugins import PluginError, load_plugins
+
+    try:
+        # Ray reuses worker processes: a module is imported once per process, on its node.
+        load_plugins(plugins)
+    except PluginError as exc:
+        raise PluginError(f"{exc} (on Ray node {socket.gethostname()}: install the plugin "
+                          "on every node, as sparseflow itself)") from None
 
     # Ray reserves TASK_CPUS for the task; more torch threads would oversubscribe the node.
     torch.set_num_threads(TASK_CPUS)
@@ -145,7 +153,8 @@ def _error_text(exc: Exception) -> str:
 
 def ray_backend(groups: list[RunGroup], runs_dir: str, started: Started, *,
                 address: str | None = None, num_cpus: int | None = None,
-                execute: Execute = execute_group) -> Iterator[Outcome]:
+                execute: Execute = execute_group,
+                plugins: tuple[str, ...] = ()) -> Iterator[Outcome]:
     """Run ``groups`` as Ray tasks, one task per group; yields Outcomes as tasks complete.
 
     Connects to ``address`` (else ``RAY_ADDRESS``, else a new loopback-only local cluster with
@@ -153,7 +162,9 @@ def ray_backend(groups: list[RunGroup], runs_dir: str, started: Started, *,
     worker or node died up to ``MAX_RETRIES`` times; after that, and for any other Ray error,
     the group's runs come back as failed Outcomes (retried by the next ``study run``).
     ``started(key)`` is called for each member when its group is submitted. ``execute`` is what
-    a task runs on its group (tests substitute one that crashes its worker).
+    a task runs on its group (tests substitute one that crashes its worker). Each task imports
+    ``plugins`` (and the installed entry-point plugins) first: every node must be able to import
+    them, as it imports sparseflow (nothing is shipped from the driver).
     """
     ray = _import_ray()
     if not groups:
@@ -173,7 +184,7 @@ def ray_backend(groups: list[RunGroup], runs_dir: str, started: Started, *,
                 for key in group.keys:
                     started(key)
                 items = [(r.run_key, r.config) for r in group.runs]
-                pending[task.remote(execute, items, runs_dir)] = group
+                pending[task.remote(execute, items, runs_dir, tuple(plugins))] = group
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             group = pending.pop(ref)
             try:

@@ -12,6 +12,7 @@
       sparse_width: 256
       dense_widths: [32, 64, 128]    # or dense_fractions: [0.1, 0.3, 0.5]
     seeds: 3                     # or an explicit list [0, 1, 2]
+    plugins: [mypkg.components]  # optional: modules registering components the spec names
 
 Every (cell, dense width, seed) yields a sparse run (width ``sparse_width``, its mask matched
 layer by layer to the dense twin) and a dense run (width = the dense width); both share the
@@ -113,6 +114,17 @@ class StudySpec(FrozenConfig):
         default_factory=dict, description="Variant name → dotted overrides.")
     scsdc: ScsdcSpec
     seeds: int | list[int] = Field(3, description="Seed count (0 … n−1) or explicit seeds.")
+    plugins: list[str] = Field(
+        default_factory=list, description="Modules to import in the driver and every worker "
+        "before building runs (they register the components the spec names); not part of "
+        "any run's identity.")
+
+    @field_validator("plugins")
+    @classmethod
+    def _plugin_names(cls, v: list[str]) -> list[str]:
+        from sparseflow.plugins import check_name
+
+        return [check_name(m) for m in v]
 
     @field_validator("axes")
     @classmethod

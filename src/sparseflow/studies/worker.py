@@ -33,9 +33,10 @@ class Outcome:
     error: str = ""
 
 
-def init_worker(threads: int) -> None:
+def init_worker(threads: int, plugins: tuple[str, ...] = ()) -> None:
     """Pool initializer: bound intra-op threads, die with the driver (Linux), leave Ctrl-C to
-    the driver, fill registries."""
+    the driver, fill registries (the built-ins, then the driver's ``plugins`` and the installed
+    entry-point plugins)."""
     import torch
 
     torch.set_num_threads(max(1, threads))
@@ -54,6 +55,11 @@ def init_worker(threads: int) -> None:
         if os.getppid() == 1:  # the driver died before prctl took effect
             os._exit(1)
     import sparseflow  # noqa: F401
+    from sparseflow.plugins import load_plugins
+
+    # A spawned worker starts clean: the components the driver's plugins registered exist
+    # here only once their modules are imported again.
+    load_plugins(plugins)
 
 
 def _data(cfg: Any) -> Any:
