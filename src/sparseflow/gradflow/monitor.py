@@ -23,6 +23,13 @@ Example::
 
 (The example measures a random mask without applying it to the weights; in a real sparse run,
 zero the pruned weights and their gradients too, e.g. with ``sparseflow.sparsity``.)
+
+Models pruned with ``torch.nn.utils.prune`` or ``torch.ao.pruning`` need no ``mask``: the monitor
+finds their masks itself; ``mon.layers`` lists what it measures (see
+:mod:`sparseflow.gradflow.layers`; ``include=``/``exclude=``/``embeddings=`` choose). In a long
+run, ``every=10`` or ``measures="cheap"`` keep the cost small; with mixed precision pass
+``scaler=`` (your ``GradScaler``); with gradient accumulation call ``step()`` after every
+micro-batch with ``accumulation_steps=K``, or only before ``optimizer.step()``.
 """
 
 from __future__ import annotations
