@@ -206,3 +206,25 @@ def test_on_measure_gets_flat_scalars_and_the_step() -> None:
     )
     cheap.step()
     assert set(cheap_calls[0]) >= {"gradflow/egf2", "gradflow_layer/4.weight/norm2"}
+
+
+def test_every_counts_optimizer_steps_under_accumulation() -> None:
+    model = _model()
+    mon = GradientFlowMonitor(model, accumulation_steps=2, every=3)
+    due = []
+    for call in range(14):
+        _backward(model, call)
+        due.append(mon.step() is not None)
+    # Optimizer steps end at calls 1, 3, 5, ...; every 3rd of them (0, 3, 6) measures.
+    assert [i for i, d in enumerate(due) if d] == [1, 7, 13]
+    assert [r["step"] for r in mon.history] == [0, 3, 6]
+
+
+def test_a_disabled_scaler_changes_nothing() -> None:
+    model = _model()
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    _backward(model, 0)
+    plain = GradientFlowMonitor(model).step()
+    assert GradientFlowMonitor(model, scaler=scaler).step()["egf2"] == plain["egf2"]
+    model[0].weight.grad[0, 0] = math.nan
+    assert math.isnan(GradientFlowMonitor(model, scaler=scaler).step()["gf2"])  # not skipped

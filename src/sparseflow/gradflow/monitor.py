@@ -231,7 +231,7 @@ class GradientFlowMonitor:
 
     def _scale(self, scaler: Any) -> Any:
         """The factor the gradients carry now: 1.0, a float, or (cheap mode) a 0-d tensor."""
-        if scaler is None or not scaler.is_enabled() or _already_unscaled(scaler):
+        if scaler is None or _already_unscaled(scaler):
             return 1.0
         scale = getattr(scaler, "_scale", None)
         if self.measures == "cheap" and isinstance(scale, Tensor):
@@ -262,6 +262,8 @@ class GradientFlowMonitor:
             return None
         number = index if step is None else int(step)
         use_scaler = self.scaler if scaler is None else scaler
+        if use_scaler is not None and not use_scaler.is_enabled():
+            use_scaler = None  # a disabled scaler neither scales nor skips steps
         layers, grads = self._gradients()
         scale = self._scale(use_scaler)
         if self.measures == "cheap":
