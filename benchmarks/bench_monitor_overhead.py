@@ -2,7 +2,8 @@
 
 A 2.1M-parameter MLP (784-1152-1024-10, SGD, batch 128, sparse 10% given as a name → bool mask,
 gradients and weights masked as a real sparse run does), on CPU. Variants, measured alternately
-(A, B, C, ... repeated) so that they see the same machine load, each the median of the repeats:
+in short blocks (A, B, C, ... repeated) so that they see the same machine load, each the median
+of the repeats:
 
 - plain loop (no monitor);
 - ``GradientFlowMonitor`` on every step (all measures, exact float64 sums);
@@ -67,8 +68,10 @@ def _loop(model: nn.Module, mask: dict, opt: torch.optim.Optimizer, steps: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=50, help="training steps per timed repeat")
-    ap.add_argument("--repeats", type=int, default=5)
+    # Short blocks, many repeats: the variants alternate finely, so a busy machine's load
+    # falls on all of them alike (every=10 measures once per block of 10 steps).
+    ap.add_argument("--steps", type=int, default=10, help="training steps per timed block")
+    ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--density", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

@@ -228,3 +228,16 @@ def test_a_disabled_scaler_changes_nothing() -> None:
     assert GradientFlowMonitor(model, scaler=scaler).step()["egf2"] == plain["egf2"]
     model[0].weight.grad[0, 0] = math.nan
     assert math.isnan(GradientFlowMonitor(model, scaler=scaler).step()["gf2"])  # not skipped
+
+
+def test_cheap_mode_follows_a_mask_changed_in_place() -> None:
+    model = _model()
+    mask = _mask(model)
+    cheap = GradientFlowMonitor(model, mask=mask, measures="cheap")
+    _backward(model, 0)
+    cheap.step()
+    mask["0.weight"][:] = ~mask["0.weight"]  # a dynamic-sparsity update, in place
+    cheap.step()
+    expected = gradient_flow(_grads(model, list(mask)), mask)["egf2"]
+    assert cheap.history[1]["egf2"] == pytest.approx(expected, rel=1e-5)
+    assert cheap.history[1]["egf2"] != pytest.approx(cheap.history[0]["egf2"], rel=1e-3)

@@ -103,7 +103,7 @@ class GradientFlowMonitor:
             every ``accumulation_steps``-th call (the optimizer step, when the gradient is fully
             accumulated) measures.
         measures: ``"all"`` (every key of :data:`MEASURES`, exact float64 sums) or ``"cheap"``
-            (only :data:`CHEAP_MEASURES`, from one fused ``torch._foreach_norm`` in the
+            (only :data:`CHEAP_MEASURES`, from fused ``torch._foreach_norm`` calls in the
             gradient's dtype, kept on the device until :attr:`history`/:attr:`latest` is read).
         scaler: a ``torch.amp.GradScaler`` whose scale the gradients carry (see :meth:`step`).
         on_measure: called as ``on_measure(scalars, step)`` after each measured step with a flat
@@ -159,6 +159,7 @@ class GradientFlowMonitor:
         # Cheap mode, not yet read: (step, layer names, (2, L) norms, scale, scaler).
         self._pending: list[tuple[int, list[str], Tensor, Any, Any]] = []
         self._calls = 0
+        self._index_cache: dict[str, tuple[tuple[int, Any], Tensor]] = {}
         self._writer = None if log_dir is None else _make_writer(log_dir)
 
     # -- masks -------------------------------------------------------------------------------
@@ -268,7 +269,8 @@ class GradientFlowMonitor:
         scale = self._scale(use_scaler)
         if self.measures == "cheap":
             names = [layer.name for layer in layers]
-            self._pending.append((number, names, _cheap_norms(layers, grads), scale, use_scaler))
+            norms = _cheap_norms(layers, grads, self._active_indices(layers))
+            self._pending.append((number, names, norms, scale, use_scaler))
             if self._writer is not None or self.on_measure is not None:
                 self._flush()
             return None
@@ -285,6 +287,25 @@ class GradientFlowMonitor:
         return {"step": number, **result}
 
     __call__ = step
+
+    def _active_indices(self, layers: list[Layer]) -> dict[str, Tensor]:
+        """Layer name → flat indices of its active weights, for the caller-given masks.
+
+        Cached per mask tensor and recomputed when the mask changes in place (its version
+        counter moves, as a dynamic-sparsity update bumps it) or is replaced.
+        """
+        out = {}
+        for layer in layers:
+            if layer.mask_source != "mask":
+                continue
+            m = layer.mask()
+            key = (id(m), getattr(m, "_version", None))
+            cached = self._index_cache.get(layer.name)
+            if cached is None or cached[0] != key:
+                cached = (key, m.reshape(-1).nonzero().squeeze(1))
+                self._index_cache[layer.name] = cached
+            out[layer.name] = cached[1]
+        return out
 
     def _flush(self) -> None:
         """Bring the cheap mode's pending norms to the host (one transfer each) and record them."""
@@ -367,19 +388,21 @@ class GradientFlowMonitor:
         return f"GradientFlowMonitor({len(self.layers)} layers, {len(self.history)} steps recorded)"
 
 
-def _cheap_norms(layers: list[Layer], grads: list[Tensor]) -> Tensor:
+def _cheap_norms(layers: list[Layer], grads: list[Tensor], active: dict[str, Tensor]) -> Tensor:
     """(2, L) tensor [raw L2 norms; masked L2 norms] in the gradients' dtype, on their device.
 
-    One fused ``torch._foreach_norm`` over all raw gradients; the masked norm needs a second pass
-    only for layers with a caller-given mask: a ``torch.nn.utils.prune`` / parametrization mask
-    multiplies the weight in the forward pass, so its gradient is already 0 at pruned positions.
+    One fused ``torch._foreach_norm`` over all raw gradients; for layers with a caller-given
+    mask, a second one over the gathered active entries (``active``: layer name → flat indices,
+    cheaper than masking the whole gradient at low density). A ``torch.nn.utils.prune`` /
+    parametrization mask multiplies the weight in the forward pass, so its gradient is already 0
+    at pruned positions: its masked norm is its raw norm.
     """
     raw = torch._foreach_norm(grads)
     masked = list(raw)
-    user = [i for i, layer in enumerate(layers) if layer.mask_source == "mask"]
+    user = [i for i, layer in enumerate(layers) if layer.name in active]
     if user:
-        selected = [torch.where(layers[i].mask(), grads[i], 0.0) for i in user]  # type: ignore[arg-type]
-        for i, norm in zip(user, torch._foreach_norm(selected), strict=True):
+        picked = [grads[i].reshape(-1).index_select(0, active[layers[i].name]) for i in user]
+        for i, norm in zip(user, torch._foreach_norm(picked), strict=True):
             masked[i] = norm
     device = raw[0].device
     return torch.stack([torch.stack([r.to(device) for r in raw]),
