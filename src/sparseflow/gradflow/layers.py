@@ -14,6 +14,10 @@ model order. It understands the masks people already use:
   dimensions differ from ``embed_dim``) and ``out_proj.weight``;
 - ``nn.Embedding`` only when asked (``embeddings=True``).
 
+For a pruned or parametrized layer the gradient read is that of the original tensor; the
+forward pass multiplies it by the mask, so it is already 0 at pruned positions (the unmasked
+``gf1``/``gf2`` then equal the masked ones).
+
 A Parameter reached by two names (tied weights, e.g. an embedding and an output layer) counts
 once, under the first name in model order.
 """

@@ -268,23 +268,33 @@ class GradientFlowMonitor:
         layers, grads = self._gradients()
         scale = self._scale(use_scaler)
         if self.measures == "cheap":
-            names = [layer.name for layer in layers]
-            norms = _cheap_norms(layers, grads, self._active_indices(layers))
-            self._pending.append((number, names, norms, scale, use_scaler))
-            if self._writer is not None or self.on_measure is not None:
-                self._flush()
+            self._measure_cheap(number, layers, grads, scale, use_scaler)
             return None
+        return self._measure_all(number, layers, grads, scale, use_scaler)
+
+    def _measure_all(self, number: int, layers: list[Layer], grads: list[Tensor], scale: Any,
+                     scaler: Any) -> dict[str, Any] | None:  # fmt: skip
+        """Every measure, exact (float64 sums); recorded and returned unless skipped."""
         names = [layer.name for layer in layers]
         masks = {layer.name: m for layer in layers if (m := layer.mask()) is not None}
         result = gradient_flow(dict(zip(names, grads, strict=True)), masks)
-        if use_scaler is not None and not all(math.isfinite(result[k]) for k in ("gf1", "gf2")):
-            self.skipped.append(number)
+        if scaler is not None and not all(math.isfinite(result[k]) for k in ("gf1", "gf2")):
+            self.skipped.append(number)  # the scaler skips this optimizer step too
             return None
         if scale != 1.0:
             _divide(result, float(scale))
         record: dict[str, float] = {"step": number, **{k: result[k] for k in MEASURES}}
         self._record(record, result["per_layer"])
         return {"step": number, **result}
+
+    def _measure_cheap(self, number: int, layers: list[Layer], grads: list[Tensor], scale: Any,
+                       scaler: Any) -> None:  # fmt: skip
+        """Per-layer L2 norms, left on the device (read by :attr:`history`, or now if logged)."""
+        names = [layer.name for layer in layers]
+        norms = _cheap_norms(layers, grads, self._active_indices(layers))
+        self._pending.append((number, names, norms, scale, scaler))
+        if self._writer is not None or self.on_measure is not None:
+            self._flush()
 
     __call__ = step
 
