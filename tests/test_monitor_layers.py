@@ -286,6 +286,15 @@ def test_parametrization_without_mask_is_dense() -> None:
     assert (layer.parameter, layer.mask_source) == ("2.parametrizations.weight.original", "none")
 
 
+def test_weight_norm_layer_is_left_out_and_include_all_measures_its_tensors() -> None:
+    model = _mlp()
+    torch.nn.utils.parametrizations.weight_norm(model[0])
+    assert [x.name for x in GradientFlowMonitor(model).layers] == ["2.weight", "4.weight"]
+    names = [x.name for x in GradientFlowMonitor(model, include_all=True).layers]
+    assert names[:3] == ["0.bias", "0.parametrizations.weight.original0",
+                         "0.parametrizations.weight.original1"]  # fmt: skip
+
+
 # -- filters and errors -----------------------------------------------------------------------
 
 

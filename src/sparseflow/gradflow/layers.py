@@ -14,6 +14,10 @@ model order. It understands the masks people already use:
   dimensions differ from ``embed_dim``) and ``out_proj.weight``;
 - ``nn.Embedding`` only when asked (``embeddings=True``).
 
+A parametrization with several original tensors (``weight_norm``'s ``original0``/``original1``)
+has no one trained weight: that layer is left out (``include_all=True`` measures its tensors as
+separate parameters).
+
 For a pruned or parametrized layer the gradient read is that of the original tensor; the
 forward pass multiplies it by the mask, so it is already 0 at pruned positions (the unmasked
 ``gf1``/``gf2`` then equal the masked ones).
@@ -136,7 +140,9 @@ def _resolve(
 ) -> tuple[nn.Parameter, str, str, Callable[[], Tensor | None]] | None:
     """(trained Parameter, its attribute path in ``module``, mask source, live mask getter)."""
     if parametrize.is_parametrized(module, attr):
-        original = module.parametrizations[attr].original
+        original = getattr(module.parametrizations[attr], "original", None)
+        if not isinstance(original, nn.Parameter):
+            return None  # several originals (weight_norm's g and v): no one trained weight
         holder = _mask_holder(module, attr)
         if holder is None:
             return original, f"parametrizations.{attr}.original", "none", lambda: None
