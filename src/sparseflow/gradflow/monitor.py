@@ -43,17 +43,13 @@ import torch
 from torch import Tensor, nn
 
 from sparseflow.errors import SparseflowError
+from sparseflow.gradflow.cheap import CHEAP_MEASURES, ActiveIndices, cheap_norms, cheap_record
 from sparseflow.gradflow.layers import Layer, LayerFilter, NoLayersError, discover_layers
 from sparseflow.gradflow.measures import MEASURES, gradient_flow
-
-#: The keys a ``measures="cheap"`` monitor records (per-layer masked L2 norms only).
-CHEAP_MEASURES: tuple[str, ...] = ("gf2", "gf2_masked", "egf2")
+from sparseflow.gradflow.scaling import already_unscaled, divide_norms
 
 #: ``measures=`` values.
 MEASURE_MODES = ("all", "cheap")
-
-#: Norm-valued keys of :func:`gradient_flow`'s per-layer dict (all scale with the gradient).
-_LAYER_NORMS = ("norm1", "norm2", "norm1_raw", "norm2_raw", "norm1_per_weight", "norm2_per_weight")
 
 
 class TensorBoardUnavailableError(SparseflowError, ImportError):
@@ -159,7 +155,7 @@ class GradientFlowMonitor:
         # Cheap mode, not yet read: (step, layer names, (2, L) norms, scale, scaler).
         self._pending: list[tuple[int, list[str], Tensor, Any, Any]] = []
         self._calls = 0
-        self._index_cache: dict[str, tuple[tuple[int, Any], Tensor]] = {}
+        self._active = ActiveIndices()
         self._writer = None if log_dir is None else _make_writer(log_dir)
 
     # -- masks -------------------------------------------------------------------------------
@@ -232,7 +228,7 @@ class GradientFlowMonitor:
 
     def _scale(self, scaler: Any) -> Any:
         """The factor the gradients carry now: 1.0, a float, or (cheap mode) a 0-d tensor."""
-        if scaler is None or _already_unscaled(scaler):
+        if scaler is None or already_unscaled(scaler):
             return 1.0
         scale = getattr(scaler, "_scale", None)
         if self.measures == "cheap" and isinstance(scale, Tensor):
@@ -282,7 +278,7 @@ class GradientFlowMonitor:
             self.skipped.append(number)  # the scaler skips this optimizer step too
             return None
         if scale != 1.0:
-            _divide(result, float(scale))
+            divide_norms(result, float(scale))
         record: dict[str, float] = {"step": number, **{k: result[k] for k in MEASURES}}
         self._record(record, result["per_layer"])
         return {"step": number, **result}
@@ -291,31 +287,12 @@ class GradientFlowMonitor:
                        scaler: Any) -> None:  # fmt: skip
         """Per-layer L2 norms, left on the device (read by :attr:`history`, or now if logged)."""
         names = [layer.name for layer in layers]
-        norms = _cheap_norms(layers, grads, self._active_indices(layers))
+        norms = cheap_norms(layers, grads, self._active(layers))
         self._pending.append((number, names, norms, scale, scaler))
         if self._writer is not None or self.on_measure is not None:
             self._flush()
 
     __call__ = step
-
-    def _active_indices(self, layers: list[Layer]) -> dict[str, Tensor]:
-        """Layer name → flat indices of its active weights, for the caller-given masks.
-
-        Cached per mask tensor and recomputed when the mask changes in place (its version
-        counter moves, as a dynamic-sparsity update bumps it) or is replaced.
-        """
-        out = {}
-        for layer in layers:
-            if layer.mask_source != "mask":
-                continue
-            m = layer.mask()
-            key = (id(m), getattr(m, "_version", None))
-            cached = self._index_cache.get(layer.name)
-            if cached is None or cached[0] != key:
-                cached = (key, m.reshape(-1).nonzero().squeeze(1))
-                self._index_cache[layer.name] = cached
-            out[layer.name] = cached[1]
-        return out
 
     def _flush(self) -> None:
         """Bring the cheap mode's pending norms to the host (one transfer each) and record them."""
@@ -327,12 +304,7 @@ class GradientFlowMonitor:
                 continue
             s = float(scale)
             raw, masked = [v / s for v in raw], [v / s for v in masked]
-            record = {
-                "step": number,
-                "gf2": math.sqrt(sum(v * v for v in raw)),
-                "gf2_masked": math.sqrt(sum(v * v for v in masked)),
-                "egf2": sum(masked) / len(masked),
-            }
+            record = cheap_record(number, raw, masked)
             self._record(record, {n: {"norm2": v} for n, v in zip(names, masked, strict=True)})
 
     def _record(self, record: dict[str, float], per_layer: Mapping[str, Mapping[str, Any]]) -> None:
@@ -396,46 +368,6 @@ class GradientFlowMonitor:
 
     def __repr__(self) -> str:
         return f"GradientFlowMonitor({len(self.layers)} layers, {len(self.history)} steps recorded)"
-
-
-def _cheap_norms(layers: list[Layer], grads: list[Tensor], active: dict[str, Tensor]) -> Tensor:
-    """(2, L) tensor [raw L2 norms; masked L2 norms] in the gradients' dtype, on their device.
-
-    One fused ``torch._foreach_norm`` over all raw gradients; for layers with a caller-given
-    mask, a second one over the gathered active entries (``active``: layer name → flat indices,
-    cheaper than masking the whole gradient at low density). A ``torch.nn.utils.prune`` /
-    parametrization mask multiplies the weight in the forward pass, so its gradient is already 0
-    at pruned positions: its masked norm is its raw norm.
-    """
-    raw = torch._foreach_norm(grads)
-    masked = list(raw)
-    user = [i for i, layer in enumerate(layers) if layer.name in active]
-    if user:
-        picked = [grads[i].reshape(-1).index_select(0, active[layers[i].name]) for i in user]
-        for i, norm in zip(user, torch._foreach_norm(picked), strict=True):
-            masked[i] = norm
-    device = raw[0].device
-    return torch.stack([torch.stack([r.to(device) for r in raw]),
-                        torch.stack([m.to(device) for m in masked])])  # fmt: skip
-
-
-def _already_unscaled(scaler: Any) -> bool:
-    """True if ``scaler.unscale_(opt)`` ran for some optimizer since the last ``update()``."""
-    try:
-        from torch.amp.grad_scaler import OptState
-    except ImportError:  # pragma: no cover - older torch
-        return False
-    states = getattr(scaler, "_per_optimizer_states", {})
-    return any(s.get("stage") is OptState.UNSCALED for s in states.values())
-
-
-def _divide(result: dict[str, Any], scale: float) -> None:
-    """Divide every norm of a :func:`gradient_flow` result by ``scale`` in place (unscaling)."""
-    for key in MEASURES:
-        result[key] /= scale
-    for values in result["per_layer"].values():
-        for key in _LAYER_NORMS:
-            values[key] /= scale
 
 
 def _describe(value: object) -> str:
