@@ -140,8 +140,10 @@ def test_scalars_go_to_the_writer(monkeypatch: pytest.MonkeyPatch) -> None:
             _backward(model, seed)
             mon.step()
     assert fake.closed
-    assert len(fake.scalars) == 2 * len(MEASURES)
+    assert len(fake.scalars) == 2 * (len(MEASURES) + 2 * len(mask))  # + norm1, norm2 per layer
     assert ("gradflow/egf2", mon.history[1]["egf2"], 1) in fake.scalars
+    per_layer = {tag: v for tag, v, step in fake.scalars if step == 1 and "layer/3." in tag}
+    assert set(per_layer) == {"gradflow_layer/3.weight/norm1", "gradflow_layer/3.weight/norm2"}
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None, reason="needs tensorboard")
