@@ -229,3 +229,50 @@ def test_hugging_face_trainer_matches_the_hand_computation(net_type: type[nn.Mod
     assert [layer.name for layer in flow.monitor.layers] == [f"net.{n}" for n in model.net.layers]
     _check(flow.monitor.history, hand.hands)
     assert len(hand.hands) == 3
+
+
+# README examples ----------------------------------------------------------------------------
+def _readme_example(name: str) -> str:
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split(f"<!-- {name}:start -->", 1)[1].split(f"<!-- {name}:end -->", 1)[0]
+    source = re.search(r"```python\n(.*?)```", block, flags=re.S).group(1)
+    assert len(source.strip().splitlines()) <= 12, f"{name} is too long for the README"
+    return source
+
+
+def test_readme_prune_and_amp_examples_measure_the_unscaled_accumulated_gradient() -> None:
+    torch.manual_seed(0)
+    ns: dict[str, Any] = {}
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        exec(compile(_readme_example("prune-example"), "README prune-example", "exec"), ns)
+    printed = out.getvalue().splitlines()
+    assert len(printed) == 2 and "0.weight" in printed[0] and "2.weight" in printed[1]
+    net, base = ns["net"], ns["GradientFlowMonitor"]
+    assert [layer.name for layer in ns["mon"].layers] == ["0.weight", "2.weight"]
+    hands: list[dict[str, float]] = []
+
+    class Watched(base):  # the oracle: the gradients as they are when the monitor measures
+        def step(self, *a: Any, **k: Any) -> Any:
+            before = len(self.history)
+            result = super().step(*a, **k)
+            if len(self.history) > before:
+                scale = float(scaler.get_scale())
+                hands.append(by_hand({n: g / scale for n, g in masked_grads(net).items()}))
+            return result
+
+    net.layers = ("0.weight", "2.weight")
+    scaler = torch.amp.GradScaler("cpu")
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(8, 20, generator=g), torch.randint(0, 3, (8,), generator=g))
+               for _ in range(8)]
+    ns.update(GradientFlowMonitor=Watched, batches=batches,
+              opt=torch.optim.SGD(net.parameters(), lr=0.1), torch=torch)
+    source = _readme_example("amp-example").replace('scaler = torch.amp.GradScaler("cpu")\n',
+                                                    "")
+    ns["scaler"] = scaler
+    exec(compile(source, "README amp-example", "exec"), ns)
+    assert scaler.get_scale() > 1  # the gradients really were scaled when measured
+    _check(ns["mon"].history, hands)
+    assert len(hands) == 2  # 8 micro-batches, 4 accumulated per optimizer step
