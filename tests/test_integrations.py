@@ -265,3 +265,30 @@ def test_integrations_package_imports_no_framework() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_hf_callback_measures_unscaled_gradients_with_the_optimizers_scaler() -> None:
+    """fp16 needs a GPU in the Trainer; the callback's wiring is checked directly: the scaler of
+    accelerate's optimizer wrapper reaches the monitor, which measures unscaled gradients."""
+    _transformers()
+    import types
+
+    from sparseflow.integrations.huggingface import GradientFlowCallback
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
+    state = types.SimpleNamespace(global_step=0, log_history=[])
+    flow = GradientFlowCallback()
+    flow.on_train_begin(None, state, None, model=model,
+                        optimizer=types.SimpleNamespace(scaler=scaler))
+    x, y = _data()
+    scaler.scale(nn.functional.cross_entropy(model(x), y)).backward()  # hooks measure here
+    flow.on_train_end(None, state, None)
+    grads = {n: p.grad / 2.0 ** 10 for n, p in prunable_parameters(model).items()}
+    hand = gradient_flow(grads, None)
+    (record,) = flow.monitor.history
+    for key in MEASURES:
+        assert record[key] == pytest.approx(hand[key], rel=1e-6)
+    assert record["gf2"] * 2 ** 9 < float(torch.cat([g.flatten() for g in grads.values()]).norm()
+                                          * 2 ** 10)  # not the scaled norm

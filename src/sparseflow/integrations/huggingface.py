@@ -23,13 +23,14 @@ one receive) as ``gradflow/<measure>``. The reporters of ``report_to`` are callb
 before user callbacks; to have them receive the measures too, put this callback first:
 ``trainer.callback_handler.callbacks.insert(0, callback)``.
 
-fp16 with a gradient scaler is not handled yet: the gradients are still scaled when measured
-(accelerate unscales them inside clipping), so the callback warns at the start of training.
+**fp16 with a gradient scaler**: the gradients are still scaled when the callback measures
+(accelerate unscales them inside clipping, later), so it hands the optimizer's scaler to
+:meth:`~sparseflow.gradflow.GradientFlowMonitor.step`, which divides every norm by the scale and
+skips a step with inf/NaN gradients as the scaler does.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -75,6 +76,7 @@ class GradientFlowCallback(transformers.TrainerCallback):
         self._handles: list[Any] = []
         self._queued = False
         self._pending: list[dict[str, float]] = []
+        self._scaler: Any = None
 
     # Trainer events ------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -86,19 +88,17 @@ class GradientFlowCallback(transformers.TrainerCallback):
         for param in model.parameters():
             if param.requires_grad:
                 self._handles.append(param.register_post_accumulate_grad_hook(self._on_grad))
-        scaler = getattr(kwargs.get("optimizer"), "scaler", None)
-        if scaler is not None and getattr(scaler, "is_enabled", lambda: False)():
-            warnings.warn("GradientFlowCallback measures scaled gradients under fp16 with a "
-                          "gradient scaler (use bf16, or fp32, for unscaled measures)",
-                          stacklevel=2)
+        # accelerate's optimizer wrapper holds the fp16 GradScaler (None without one).
+        self._scaler = getattr(kwargs.get("optimizer"), "scaler", None)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                **kwargs: Any) -> None:
         """Add the mean measures since the previous log to the Trainer's log."""
         if not self._pending or logs is None:
             return
+        keys = [k for k in self._pending[0] if all(k in p for p in self._pending)]
         means = {f"{PREFIX}{k}": sum(p[k] for p in self._pending) / len(self._pending)
-                 for k in MEASURES}
+                 for k in keys}
         self._pending = []
         logs.update(means)
         if state.log_history:
@@ -123,8 +123,12 @@ class GradientFlowCallback(transformers.TrainerCallback):
         if self.monitor is None or not _syncs_gradients():
             return  # a micro-batch in the middle of an accumulation: the gradient is partial
         step = self._state.global_step if self._state is not None else None
-        result = self.monitor.step(step=step)
-        self._pending.append({k: float(result[k]) for k in MEASURES})
+        before = len(self.monitor.history)
+        self.monitor.step(step=step, scaler=self._scaler)
+        # Not every call records: every=N, a skipped inf/NaN step, the cheap mode's deferral.
+        if len(self.monitor.history) > before:
+            record = self.monitor.history[-1]
+            self._pending.append({k: float(record[k]) for k in MEASURES if k in record})
 
     def _remove_hooks(self) -> None:
         for handle in self._handles:
