@@ -292,3 +292,23 @@ def test_hf_callback_measures_unscaled_gradients_with_the_optimizers_scaler() ->
         assert record[key] == pytest.approx(hand[key], rel=1e-6)
     assert record["gf2"] * 2 ** 9 < float(torch.cat([g.flatten() for g in grads.values()]).norm()
                                           * 2 ** 10)  # not the scaled norm
+
+
+def test_lightning_callback_with_every_and_the_cheap_mode(tmp_path: Path) -> None:
+    pl = _lightning()
+    from sparseflow.integrations.lightning import GradientFlowCallback
+
+    torch.manual_seed(0)
+    module = _lit_module(pl)
+    flow = GradientFlowCallback(every=2, measures="cheap")
+    trainer = pl.Trainer(max_epochs=1, callbacks=[flow], logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=str(tmp_path))
+    trainer.fit(module, _loader())
+    history = flow.monitor.history
+    assert [r["step"] for r in history] == [0, 2]  # 4 optimizer steps, every second measured
+    for record, grads in zip(history, module.grads[::2], strict=True):
+        hand = gradient_flow(grads, None)
+        assert record["egf2"] == pytest.approx(hand["egf2"], rel=1e-5)
+    assert trainer.callback_metrics["gradflow/egf2"] == pytest.approx(history[-1]["egf2"])
+    assert "gradflow/gf1" not in trainer.callback_metrics  # the cheap mode has L2 only

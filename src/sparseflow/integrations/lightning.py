@@ -66,8 +66,12 @@ class GradientFlowCallback(pl.Callback):
         """Measure the (accumulated, unscaled, unclipped) gradients and log the measures."""
         if self.monitor is None:  # fit started without on_fit_start (e.g. a custom loop)
             self.on_fit_start(trainer, pl_module)
-        result = self.monitor.step(step=trainer.global_step)
-        values = {f"{PREFIX}{key}": float(result[key]) for key in MEASURES}
+        before = len(self.monitor.history)
+        self.monitor.step(step=trainer.global_step)
+        if len(self.monitor.history) == before:  # not due (every=N) or a skipped inf/NaN step
+            return
+        record = self.monitor.history[-1]
+        values = {f"{PREFIX}{key}": float(record[key]) for key in MEASURES if key in record}
         pl_module.log_dict(values, on_step=True, on_epoch=False, prog_bar=self.prog_bar)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
