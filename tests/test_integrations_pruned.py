@@ -8,7 +8,6 @@ Skipped with a message when Lightning or transformers is not installed.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import math
 from pathlib import Path
@@ -20,6 +19,8 @@ from torch import nn
 from torch.nn.utils import prune
 
 from sparseflow.gradflow import GradientFlowMonitor
+
+from tests.test_integrations import _example, _lightning
 
 KEYS = ("gf1", "gf2", "egf1", "egf2")
 
@@ -130,14 +131,6 @@ def test_plain_loop_finds_the_pruned_layers_and_matches_the_hand_computation(
     _check(mon.history, hands)
 
 
-def _lightning() -> Any:
-    try:
-        return importlib.import_module("lightning.pytorch")
-    except ImportError:
-        return pytest.importorskip(
-            "pytorch_lightning", reason="Lightning is not installed (pip install lightning)")
-
-
 @pytest.mark.parametrize("net_type", NETS)
 def test_lightning_loop_matches_the_hand_computation(net_type: type[nn.Module],
                                                      tmp_path: Path) -> None:
@@ -232,21 +225,11 @@ def test_hugging_face_trainer_matches_the_hand_computation(net_type: type[nn.Mod
 
 
 # README examples ----------------------------------------------------------------------------
-def _readme_example(name: str) -> str:
-    import re
-
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = text.split(f"<!-- {name}:start -->", 1)[1].split(f"<!-- {name}:end -->", 1)[0]
-    source = re.search(r"```python\n(.*?)```", block, flags=re.S).group(1)
-    assert len(source.strip().splitlines()) <= 12, f"{name} is too long for the README"
-    return source
-
-
 def test_readme_prune_and_amp_examples_measure_the_unscaled_accumulated_gradient() -> None:
     torch.manual_seed(0)
     ns: dict[str, Any] = {}
     with contextlib.redirect_stdout(io.StringIO()) as out:
-        exec(compile(_readme_example("prune-example"), "README prune-example", "exec"), ns)
+        exec(compile(_example("prune-example"), "README prune-example", "exec"), ns)
     printed = out.getvalue().splitlines()
     assert len(printed) == 2 and "0.weight" in printed[0] and "2.weight" in printed[1]
     net, base = ns["net"], ns["GradientFlowMonitor"]
@@ -269,7 +252,7 @@ def test_readme_prune_and_amp_examples_measure_the_unscaled_accumulated_gradient
                for _ in range(8)]
     ns.update(GradientFlowMonitor=Watched, batches=batches,
               opt=torch.optim.SGD(net.parameters(), lr=0.1), torch=torch)
-    source = _readme_example("amp-example").replace('scaler = torch.amp.GradScaler("cpu")\n',
+    source = _example("amp-example").replace('scaler = torch.amp.GradScaler("cpu")\n',
                                                     "")
     ns["scaler"] = scaler
     exec(compile(source, "README amp-example", "exec"), ns)
