@@ -310,3 +310,14 @@ def test_ray_tasks_load_the_plugin(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "2 runs finished, 0 failed" in done.stdout, done.stdout[-2000:]
     _check_runs_used_mish(tmp_path / "s")
+
+
+def test_an_unknown_component_points_to_plugins() -> None:
+    from sparseflow.errors import ConfigError
+    from sparseflow.registry import ACTIVATIONS
+
+    with pytest.raises(ConfigError) as exc:
+        ACTIVATIONS.check("mish")  # the README's plugin example, close to "swish"
+    line = str(exc.value)
+    assert line.startswith("unknown activation 'mish'.") and "\n" not in line
+    assert line.endswith("Your own activation? Load its module with --plugin MODULE.")

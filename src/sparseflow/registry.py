@@ -71,7 +71,9 @@ class Registry(Generic[T]):
     def check(self, name: str) -> str:
         """Return ``name`` if registered, else raise ConfigError with the closest match."""
         if name not in self._items:
-            raise ConfigError(unknown_name_message(self.kind, name, list(self._items)))
+            # Not every near miss is a typo ('mish' is close to 'swish'): name the plugin route.
+            raise ConfigError(unknown_name_message(self.kind, name, list(self._items))
+                              + f" Your own {self.kind}? Load its module with --plugin MODULE.")
         return name
 
     def names(self) -> list[str]:
