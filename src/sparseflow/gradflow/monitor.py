@@ -334,6 +334,12 @@ class GradientFlowMonitor:
         return self._history
 
     @property
+    def measured(self) -> int:
+        """How many steps were measured so far, without reading any value (no host sync in
+        cheap mode): the length :attr:`history` will have."""
+        return len(self._history) + len(self._pending)
+
+    @property
     def keys(self) -> tuple[str, ...]:
         """The measure keys this monitor records."""
         return CHEAP_MEASURES if self.measures == "cheap" else MEASURES

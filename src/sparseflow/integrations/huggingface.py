@@ -75,7 +75,7 @@ class GradientFlowCallback(transformers.TrainerCallback):
         self._state: Any = None
         self._handles: list[Any] = []
         self._queued = False
-        self._pending: list[dict[str, float]] = []
+        self._logged = 0  # monitor records already averaged into a log entry
         self._scaler: Any = None
 
     # Trainer events ------------------------------------------------------------------------
@@ -83,6 +83,7 @@ class GradientFlowCallback(transformers.TrainerCallback):
         """Build the monitor on the model and hook its parameters' gradient accumulation."""
         model = kwargs["model"]
         self.monitor = GradientFlowMonitor(model, **self.monitor_kwargs)
+        self._logged = 0
         self._state = state
         self._remove_hooks()
         for param in model.parameters():
@@ -94,12 +95,12 @@ class GradientFlowCallback(transformers.TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                **kwargs: Any) -> None:
         """Add the mean measures since the previous log to the Trainer's log."""
-        if not self._pending or logs is None:
+        if self.monitor is None or logs is None or self.monitor.measured == self._logged:
             return
-        keys = [k for k in self._pending[0] if all(k in p for p in self._pending)]
-        means = {f"{PREFIX}{k}": sum(p[k] for p in self._pending) / len(self._pending)
-                 for k in keys}
-        self._pending = []
+        # Read only here: in cheap mode the values stay on the device until a log needs them.
+        records, self._logged = self.monitor.history[self._logged:], self.monitor.measured
+        keys = [k for k in MEASURES if all(k in r for r in records)]
+        means = {f"{PREFIX}{k}": sum(r[k] for r in records) / len(records) for k in keys}
         logs.update(means)
         if state.log_history:
             state.log_history[-1].update(means)
@@ -123,12 +124,8 @@ class GradientFlowCallback(transformers.TrainerCallback):
         if self.monitor is None or not _syncs_gradients():
             return  # a micro-batch in the middle of an accumulation: the gradient is partial
         step = self._state.global_step if self._state is not None else None
-        before = len(self.monitor.history)
+        # Not every call records (every=N, a skipped inf/NaN step); on_log reads what did.
         self.monitor.step(step=step, scaler=self._scaler)
-        # Not every call records: every=N, a skipped inf/NaN step, the cheap mode's deferral.
-        if len(self.monitor.history) > before:
-            record = self.monitor.history[-1]
-            self._pending.append({k: float(record[k]) for k in MEASURES if k in record})
 
     def _remove_hooks(self) -> None:
         for handle in self._handles:

@@ -66,9 +66,9 @@ class GradientFlowCallback(pl.Callback):
         """Measure the (accumulated, unscaled, unclipped) gradients and log the measures."""
         if self.monitor is None:  # fit started without on_fit_start (e.g. a custom loop)
             self.on_fit_start(trainer, pl_module)
-        before = len(self.monitor.history)
+        before = self.monitor.measured
         self.monitor.step(step=trainer.global_step)
-        if len(self.monitor.history) == before:  # not due (every=N) or a skipped inf/NaN step
+        if self.monitor.measured == before:  # not due (every=N) or a skipped inf/NaN step
             return
         record = self.monitor.history[-1]
         values = {f"{PREFIX}{key}": float(record[key]) for key in MEASURES if key in record}
