@@ -307,6 +307,7 @@ def test_lightning_callback_with_every_and_the_cheap_mode(tmp_path: Path) -> Non
     trainer.fit(module, _loader())
     history = flow.monitor.history
     assert [r["step"] for r in history] == [0, 2]  # 4 optimizer steps, every second measured
+    assert flow.monitor.measured == 2
     for record, grads in zip(history, module.grads[::2], strict=True):
         hand = gradient_flow(grads, None)
         assert record["egf2"] == pytest.approx(hand["egf2"], rel=1e-5)
