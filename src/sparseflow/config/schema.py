@@ -104,15 +104,85 @@ class ModelConfig(FrozenConfig):
 
 
 
+class PaiConfig(FrozenConfig):
+    """Pruning at initialization: how the score-based maskers (snip, grasp, synflow) score."""
+
+    batches: int = Field(
+        1, ge=1, description="snip/grasp: training mini-batches whose gradients are summed "
+        "(the references: 1 for SNIP, the port accumulates several)."
+    )
+    batch_size: int | None = Field(
+        None, ge=1, description="snip/grasp: examples per scoring batch; None = train.batch_size."
+    )
+    temperature: float = Field(
+        200.0, gt=0.0, description="grasp: logits are divided by this temperature (the "
+        "reference: 200)."
+    )
+    rounds: int = Field(
+        100, ge=1, description="synflow: pruning rounds, density d_k = d^((k+1)/rounds) "
+        "(exponential schedule; the paper: 100)."
+    )
+    schedule: Literal["exponential", "linear"] = Field(
+        "exponential", description="synflow: how the density shrinks over the rounds."
+    )
+    double: bool = Field(
+        True, description="synflow: score in float64 (the reference's advice at high "
+        "compression: the product of |w| over depth underflows float32)."
+    )
+    collapse: Literal["error", "warn"] = Field(
+        "error", description="What a chosen mask with a layer of no active weight (layer "
+        "collapse, possible with distribution=global) does: error stops before training; warn "
+        "trains anyway and records the collapsed layers in the summary."
+    )
+
+
+class DstConfig(FrozenConfig):
+    """Dynamic sparse training (sparsity.masker set or rigl): how the mask changes in training.
+
+    At step t the mask is updated when start_step ≤ t ≤ end step and t − last update ≥
+    update_every (the first update at start_step + update_every, as in the rigl reference);
+    each layer drops its active weights of smallest magnitude and grows as many inactive ones.
+    """
+
+    init_masker: MaskerName = Field(
+        "random", description="How the initial mask is drawn (a static masker)."
+    )
+    update_every: int = Field(100, ge=1, description="ΔT: training steps between mask updates.")
+    start_step: int = Field(0, ge=0, description="No update before this step.")
+    end_fraction: float = Field(
+        0.75, gt=0.0, le=1.0, description="No update after this fraction of the run's "
+        "training steps (the references: 0.75)."
+    )
+    drop_fraction: float = Field(
+        0.3, gt=0.0, lt=1.0, description="Fraction of each layer's active weights dropped "
+        "(and regrown) at the first update."
+    )
+    drop_schedule: Literal["cosine", "constant", "linear"] = Field(
+        "cosine", description="How the drop fraction decays to 0 at the end step (the "
+        "references: cosine)."
+    )
+    skip_update: bool = Field(
+        True, description="On a mask-update step the optimizer does not step (the rigl "
+        "reference); false applies the batch's update to the new mask too."
+    )
+    measure: bool = Field(
+        True, description="With gradflow enabled: EGF on the probe set just before and just "
+        "after every mask update (stored per run; costs two probe passes per update)."
+    )
+
+
 class SparsityConfig(FrozenConfig):
-    """The fixed mask of a sparse run, drawn once at initialization.
+    """The mask of a sparse run: drawn at initialization, changed in training by dynamic
+    maskers.
 
     A run is sparse when ``density < 1``, per-layer densities/counts are given, or
     ``dense_width`` names its same-capacity dense twin (SC-SDC); otherwise it is dense.
     """
 
     masker: MaskerName = Field(
-        "random", description="How the mask is drawn (`sparseflow list maskers`)."
+        "random", description="How the mask is chosen (`sparseflow list maskers`): static "
+        "(random, magnitude), scored at initialization (snip, grasp, synflow; see pai) or "
+        "dynamic (set, rigl; see dst)."
     )
     density: float = Field(
         1.0, gt=0.0, le=1.0, description="Fraction of each prunable weight kept, in (0, 1]."
@@ -131,15 +201,22 @@ class SparsityConfig(FrozenConfig):
         "per_layer", description="SC-SDC capacity matching: per_layer (the paper) or total "
         "(one global budget spread by `distribution`)."
     )
-    distribution: Literal["uniform", "erk"] = Field(
-        "uniform", description="matching=total: how the budget is spread over layers "
-        "(uniform density, or Erdős–Rényi-Kernel)."
+    distribution: Literal["uniform", "er", "erk", "global"] = Field(
+        "uniform", description="matching=total (or a global density): how the budget is "
+        "spread over layers: uniform density, Erdős–Rényi (fan-in + fan-out), "
+        "Erdős–Rényi-Kernel, or global (the masker's scores choose, ranked over all layers)."
+    )
+    dense_first_layer: bool = Field(
+        False, description="matching=total (or a global density): the first prunable layer "
+        "keeps all its weights; the rest share what is left of the budget."
     )
     init: Literal["auto", "standard", "dense", "sparse_fanin", "layer_scaled"] = Field(
         "auto", description="Init of the active weights: dense (the twin's distribution, the "
         "paper), sparse_fanin (Evci), layer_scaled (Liu), standard (own init); auto = dense "
         "with dense_width, else standard."
     )
+    pai: PaiConfig = Field(default_factory=PaiConfig)
+    dst: DstConfig = Field(default_factory=DstConfig)
 
     @field_validator("layer_densities")
     @classmethod
@@ -173,7 +250,32 @@ class SparsityConfig(FrozenConfig):
         if self.init == "dense" and self.dense_width is None:
             raise ValueError("sparsity.init 'dense' draws from the dense twin's distribution; "
                              "set sparsity.dense_width too")
+        self._check_budget_split()
         return self
+
+    def _check_budget_split(self) -> None:
+        """distribution/dense_first_layer need a budget to split: matching=total with
+        dense_width, or one density without per-layer settings."""
+        split = [f"sparsity.distribution={self.distribution}"] if (
+            self.distribution != "uniform") else []
+        if self.dense_first_layer:
+            split.append("sparsity.dense_first_layer")
+        if not split:
+            return
+        if self.dense_width is not None and self.matching == "per_layer":
+            raise ValueError(f"{' and '.join(split)} spread one budget over the layers, but "
+                             "matching=per_layer fixes every layer's count; set "
+                             "sparsity.matching: total")
+        if self.layer_densities or self.layer_counts:
+            raise ValueError(f"{' and '.join(split)} cannot apply to per-layer densities or "
+                             "counts; give one sparsity.density instead")
+
+    @property
+    def dynamic(self) -> bool:
+        """True when the masker changes the mask during training (dynamic sparse training)."""
+        from sparseflow.registry import MASKERS
+
+        return MASKERS.meta(self.masker).get("kind") == "dynamic"
 
     @property
     def is_sparse(self) -> bool:
