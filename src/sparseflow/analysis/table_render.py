@@ -38,8 +38,8 @@ def markdown(table: PValueTable, digits: int = 3) -> str:
             texts.append(", ".join(p for p in parts if p))
         lines.append(f"| {r} | " + " | ".join(texts) + " |")
     lines += ["", *(f"- {s}" for s in table.summary_lines())]
-    notes = [f"- {c.row} / {c.col}: {text.cell_notes(c)}" for c in table.ordered()
-             if text.cell_notes(c)]
+    notes = [f"- {c.row} / {c.col}: {text.cell_notes(c, table.sides)}"
+             for c in table.ordered() if text.cell_notes(c, table.sides)]
     if notes:
         lines += ["", "Notes:", *notes]
     return "\n".join(lines)
@@ -47,9 +47,13 @@ def markdown(table: PValueTable, digits: int = 3) -> str:
 
 def title(table: PValueTable) -> str:
     """The question the table answers, under its alternative."""
-    return {"greater": f"Is sparse better than dense on {table.metric}?",
-            "less": f"Is sparse worse than dense on {table.metric}?",
-            "two-sided": f"Do sparse and dense differ on {table.metric}?"}[table.alternative]
+    a, b = table.sides
+    if table.baseline is not None:
+        b = f"{table.baseline[0]}={table.baseline[1]}"
+        a = f"each {table.baseline[0]}"
+    return {"greater": f"Is {a} better than {b} on {table.metric}?",
+            "less": f"Is {a} worse than {b} on {table.metric}?",
+            "two-sided": f"Do {a} and {b} differ on {table.metric}?"}[table.alternative]
 
 
 def _style(cell: PValueCell) -> str:
@@ -96,7 +100,7 @@ def _long(table: PValueTable) -> Any:
     out = Table(title=title(table))
     for name in (table.row_axis, table.col_axis):
         out.add_column(_styled(name))
-    for name in ("p", "sparse − dense", f"{100 * table.confidence:g}% CI", "n"):
+    for name in ("p", text.difference(table), f"{100 * table.confidence:g}% CI", "n"):
         out.add_column(name, justify="right")
     for cell in table.ordered():
         gap, ci = text.gap_parts(cell.result, table.metric)
@@ -123,8 +127,8 @@ def rich(table: PValueTable, width: int | None = None) -> Any:
             grid = _grid(table, split)
             break
     body = grid if grid is not None else _long(table)
-    notes = [f"{c.row} / {c.col}: {text.cell_notes(c)}" for c in table.ordered()
-             if text.cell_notes(c)]
+    notes = [f"{c.row} / {c.col}: {text.cell_notes(c, table.sides)}" for c in table.ordered()
+             if text.cell_notes(c, table.sides)]
     parts: list[Any] = [body, Text(" ".join(table.caption_lines("console")), style="dim"),
                         Text("")]
     parts += [Text(s) for s in table.summary_lines()]

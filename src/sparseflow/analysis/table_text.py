@@ -14,6 +14,10 @@ test points that way, the corrected p ≤ alpha too; when the test cannot speak 
 (H1 sparse better but dense ahead) the CI alone decides. A cell without a CI (non-finite values,
 e.g. a diverged loss) takes its side from a significant test only. Everything else is "no clear
 difference", with the reason (CI includes 0, p > alpha, test and CI disagree).
+
+**Sides.** Every text names the two compared sides by the table's ``sides``: ("sparse",
+"dense") for the paper's table, ("A", "baseline") for a method-vs-baseline table
+(``pvalue_table(..., baseline=(axis, value))``), whose caption says what A and the baseline are.
 """
 
 from __future__ import annotations
@@ -130,30 +134,38 @@ def n_text(cell: PValueCell) -> str:
     return ", ".join(parts)
 
 
-def diverged_text(cell: PValueCell) -> str:
-    """"3 sparse, 1 dense diverged" (only the kinds that have any), or "" for none."""
-    parts = [f"{n} {kind}" for n, kind in ((cell.diverged_sparse, "sparse"),
-                                            (cell.diverged_dense, "dense")) if n]
+def diverged_text(cell: PValueCell, sides: Sequence[str] = ("sparse", "dense")) -> str:
+    """"3 sparse, 1 dense diverged" (only the sides that have any), or "" for none."""
+    parts = [f"{n} {kind}" for n, kind in ((cell.diverged_sparse, sides[0]),
+                                            (cell.diverged_dense, sides[1])) if n]
     return f"{', '.join(parts)} diverged" if parts else ""
 
 
-def cell_notes(cell: PValueCell) -> str:
+def cell_notes(cell: PValueCell, sides: Sequence[str] = ("sparse", "dense")) -> str:
     """The cell's notes (dropped values, unmatched runs, ...) and diverged runs, or ""."""
-    return "; ".join(x for x in (cell.result.note, diverged_text(cell)) if x)
+    return "; ".join(x for x in (cell.result.note, diverged_text(cell, sides)) if x)
 
 
 # Verdicts ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Verdict:
-    """What a cell shows: ``word`` (``SPARSE``, ``DENSE``, ``UNCLEAR`` or ``UNTESTED``) and why."""
+    """What a cell shows: ``word`` ("sparse better", "dense better" — or the table's own side
+    names —, ``UNCLEAR`` or ``UNTESTED``), why, and ``lead``: +1 when the first side is
+    better, −1 the second, 0 neither."""
 
     word: str
     reason: str
+    lead: int = 0
 
     @property
     def text(self) -> str:
         """"dense better", or "no clear difference (CI includes 0)" (the reason when unclear)."""
-        return self.word if self.word in (SPARSE, DENSE) else f"{self.word} ({self.reason})"
+        return self.word if self.lead else f"{self.word} ({self.reason})"
+
+
+def better_words(sides: Sequence[str] = ("sparse", "dense")) -> tuple[str, str]:
+    """("sparse better", "dense better") for the sides' names."""
+    return f"{sides[0]} better", f"{sides[1]} better"
 
 
 def significant_side(cell: PValueCell) -> int:
@@ -170,16 +182,19 @@ def significant_side(cell: PValueCell) -> int:
     return 1 if lead > 0 else -1 if lead < 0 else 0
 
 
-def verdict(cell: PValueCell, alpha: float) -> Verdict:
-    """The cell's verdict by its CI and its corrected p (rules in the module docstring)."""
+def verdict(cell: PValueCell, alpha: float, sides: Sequence[str] = ("sparse", "dense")
+            ) -> Verdict:
+    """The cell's verdict by its CI and its corrected p (rules in the module docstring), in
+    the words of ``sides``."""
     res = cell.result
     if math.isnan(cell.p_adjusted):
         return Verdict(UNTESTED, _untested_reason(res))
     sig = significant_side(cell)
-    words = {1: SPARSE, -1: DENSE}
+    first, second = better_words(sides)
+    words = {1: first, -1: second}
     if not (math.isfinite(res.ci_low) and math.isfinite(res.ci_high)):
         if sig:
-            return Verdict(words[sig], f"p ≤ {alpha}; no CI")
+            return Verdict(words[sig], f"p ≤ {alpha}; no CI", sig)
         return Verdict(UNCLEAR, f"p > {alpha}; no CI")
     side = 1 if res.ci_low > 0 else -1 if res.ci_high < 0 else 0  # better-oriented CI
     if side == 0:
@@ -189,7 +204,7 @@ def verdict(cell: PValueCell, alpha: float) -> Verdict:
     tested = {"greater": (1,), "less": (-1,), "two-sided": (1, -1)}[res.alternative]
     if side in tested and not sig:
         return Verdict(UNCLEAR, f"CI excludes 0 but p > {alpha}")
-    return Verdict(words[side], "CI excludes 0" + (f", p ≤ {alpha}" if sig else ""))
+    return Verdict(words[side], "CI excludes 0" + (f", p ≤ {alpha}" if sig else ""), side)
 
 
 def _untested_reason(res: TestResult) -> str:
@@ -202,35 +217,61 @@ def _untested_reason(res: TestResult) -> str:
 
 
 # Caption and summary -----------------------------------------------------------------------
+def sides_of(table: PValueTable) -> tuple[str, str]:
+    """The names of the table's two compared sides (("sparse", "dense") by default)."""
+    a, b = getattr(table, "sides", ("sparse", "dense"))
+    return a, b
+
+
+def difference(table: PValueTable) -> str:
+    """"sparse − dense" (or "A − baseline"): what a cell's difference is."""
+    a, b = sides_of(table)
+    return f"{a} {MINUS} {b}"
+
+
 def _h1(table: PValueTable) -> str:
     """"sparse > dense" etc. in the metric's direction (for a loss, better is <)."""
+    a, b = sides_of(table)
     better, worse = (">", "<") if table.higher_is_better else ("<", ">")
-    return {"greater": f"sparse {better} dense", "less": f"sparse {worse} dense",
-            "two-sided": "sparse ≠ dense"}[table.alternative]
+    return {"greater": f"{a} {better} {b}", "less": f"{a} {worse} {b}",
+            "two-sided": f"{a} ≠ {b}"}[table.alternative]
 
 
-def _p_meaning(alternative: str) -> str:
+def _p_meaning(alternative: str, sides: Sequence[str] = ("sparse", "dense")) -> str:
+    a, b = sides
     if alternative == "greater":
-        return ("p is the chance of a gap at least this favourable to sparse if sparse were not "
-                "better: p near 0 is evidence that sparse beats dense; p near 1: dense is ahead.")
+        return (f"p is the chance of a gap at least this favourable to {a} if {a} were not "
+                f"better: p near 0 is evidence that {a} beats {b}; p near 1: {b} is ahead.")
     if alternative == "less":
-        return ("p is the chance of a gap at least this favourable to dense if sparse were not "
-                "worse: p near 0 is evidence that dense beats sparse; p near 1: sparse is ahead.")
-    return ("p is the chance of a gap at least this large, either way, if sparse and dense were "
-            "alike: p near 0 is evidence that they differ (the sign of sparse − dense says which "
+        return (f"p is the chance of a gap at least this favourable to {b} if {a} were not "
+                f"worse: p near 0 is evidence that {b} beats {a}; p near 1: {a} is ahead.")
+    return (f"p is the chance of a gap at least this large, either way, if {a} and {b} were "
+            f"alike: p near 0 is evidence that they differ (the sign of {a} − {b} says which "
             "is ahead); p near 1: no sign of a difference.")
 
 
 def _marks(table: PValueTable, style: str) -> str:
     good, bad = MARKS[style]
     a = table.alpha
+    first, second = sides_of(table)
     if table.alternative == "two-sided":
         if good == bad:
-            return f"{good}: p ≤ {a} (the sign of sparse − dense says who is ahead)."
-        return f"{good}: p ≤ {a} with sparse ahead; {bad}: p ≤ {a} with dense ahead."
+            return f"{good}: p ≤ {a} (the sign of {first} − {second} says who is ahead)."
+        return f"{good}: p ≤ {a} with {first} ahead; {bad}: p ≤ {a} with {second} ahead."
     if table.alternative == "greater":
-        return f"{good}: p ≤ {a}, evidence that sparse beats dense."
-    return f"{bad}: p ≤ {a}, evidence that dense beats sparse."
+        return f"{good}: p ≤ {a}, evidence that {first} beats {second}."
+    return f"{bad}: p ≤ {a}, evidence that {second} beats {first}."
+
+
+def _what_is_compared(table: PValueTable) -> list[str]:
+    """For a method-vs-baseline table: one sentence saying what A and the baseline are."""
+    base = getattr(table, "baseline", None)
+    if base is None:
+        return []
+    axis, value = base
+    return [f"A: the sparse runs of each row's {axis}; baseline: the sparse runs of "
+            f"{axis}={value}; paired on dense width, seed and every other axis (A vs baseline, "
+            "not sparse vs dense)."]
 
 
 def caption_lines(table: PValueTable, style: str = "console") -> list[str]:
@@ -252,10 +293,11 @@ def caption_lines(table: PValueTable, style: str = "console") -> list[str]:
     after = " (after the correction)" if table.correction != "none" else ""
     pct = f"{100 * table.confidence:g}%"
     return [
+        *_what_is_compared(table),
         f"{TEST_NAMES[table.test]}, {sided}, H1: {_h1(table)} on {table.metric} ({direction} "
         f"is better); {corr}; {n_range}.",
-        _p_meaning(table.alternative),
-        f"Each cell: p{after}; sparse − dense, the mean difference of {table.metric} in "
+        _p_meaning(table.alternative, sides_of(table)),
+        f"Each cell: p{after}; {difference(table)}, the mean difference of {table.metric} in "
         f"{unit_words(table.metric)}, with its {pct} bootstrap CI in brackets; n = {what} "
         f"(dropped: {'runs' if table.test == 'mannwhitney' else 'pairs'} with a missing value; "
         "div.: diverged runs).",
@@ -275,19 +317,20 @@ def summary_lines(table: PValueTable) -> list[str]:
     """Plain sentences computed from the cells: the verdict counts, the largest gap, one line
     per row value (when there are several rows and columns) and the cells not tested."""
     cells = [table.cells[(r, c)] for r in table.row_values for c in table.col_values]
-    verdicts = {(c.row, c.col): verdict(c, table.alpha) for c in cells}
+    sides = sides_of(table)
+    verdicts = {(c.row, c.col): verdict(c, table.alpha, sides) for c in cells}
     tested = [c for c in cells if verdicts[(c.row, c.col)].word != UNTESTED]
     untested = [c for c in cells if verdicts[(c.row, c.col)].word == UNTESTED]
     if not tested:
         return [f"No cell could be tested ({_untested_reasons(untested, verdicts)})."]
     count = {w: sum(verdicts[(c.row, c.col)].word == w for c in tested)
-             for w in (SPARSE, DENSE, UNCLEAR)}  # fmt: skip
+             for w in (*better_words(sides), UNCLEAR)}  # fmt: skip
     ranked = sorted(count, key=lambda w: -count[w])  # the most common verdict first
     first, *rest = ranked
     lines = [
         f"{first} in {count[first]} of {len(tested)} tested cells, "
         + ", ".join(f"{w} in {_count(count[w])}" for w in rest)
-        + f" (better: the {100 * table.confidence:g}% CI of sparse − dense excludes 0, and "
+        + f" (better: the {100 * table.confidence:g}% CI of {difference(table)} excludes 0, and "
         f"p ≤ {table.alpha} when H1 points that way)."
     ]
     lines[0] = lines[0][0].upper() + lines[0][1:]

@@ -38,20 +38,17 @@ from sparseflow.analysis.stats import (
     correct,
 )
 from sparseflow.analysis.table_text import cell_text, diverged_text
+from sparseflow.store.pairing import PAIR_ON, freeze, match, sparse_only_axes
+
+#: The compared sides' names: the paper's table, and a method-vs-baseline table.
+SIDES: tuple[str, str] = ("sparse", "dense")
+BASELINE_SIDES: tuple[str, str] = ("A", "baseline")
 
 __all__ = ["Pairs", "PValueCell", "PValueTable", "cell_text", "default_axes", "diverged_text",
-           "is_diverged", "pair_up", "pvalue_table"]
+           "baseline_rows", "is_diverged", "layout", "pair_up", "pvalue_table"]
 
 
-def _freeze(value: Any) -> Any:
-    """A hashable, comparable key value: lists → tuples, dicts → sorted items, NaN → None."""
-    if isinstance(value, float) and math.isnan(value):
-        return None  # a missing axis read from a data frame is NaN, and NaN != NaN
-    if isinstance(value, list | tuple):
-        return tuple(_freeze(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    return value
+_freeze = freeze  # the pairing rule's key form (lists → tuples, NaN → None)
 
 
 def _finished(row: Mapping[str, Any]) -> bool:
@@ -108,44 +105,45 @@ def pair_up(
     rows: Sequence[Mapping[str, Any]],
     metric: str,
     *,
-    pair_on: Sequence[str] = ("dense_width", "seed"),
+    pair_on: Sequence[str] = PAIR_ON,
     within: Sequence[str] = (),
     lower_is_better: bool = False,
+    sparse_only: Sequence[str] | None = None,
 ) -> Pairs:
-    """Pair each finished sparse run with the finished dense run equal on ``pair_on + within``.
+    """Pair each finished sparse run with its finished dense twin (the rule of
+    :mod:`sparseflow.store.pairing`): the dense run equal to it on ``pair_on + within``,
+    leaving out the sparse-only axes (``sparse_only``; default: the axes of ``within`` that no
+    dense row carries), so one dense twin can pair with several sparse runs.
 
-    Pairs come in the order of the sparse runs. A missing key reads as None (so runs that both
-    lack it still match). Runs of another ``kind`` and unfinished runs are ignored.
-    ``lower_is_better``: the metric is a loss, a non-finite value counts as +inf (worst).
+    Pairs come in the order of the sparse runs; ``keys[i]`` is the sparse run's values of
+    ``pair_on + within``. A missing key reads as None (so runs that both lack it still match).
+    Runs of another ``kind`` and unfinished runs are ignored. ``lower_is_better``: the metric is
+    a loss, a non-finite value counts as +inf (worst).
 
     Raises:
         ValueError: a row without ``kind``, a non-numeric metric, or two finished runs of one kind
             with the same key (an axis that tells them apart is missing from ``within``).
     """
-    match = (*pair_on, *within)
-    by_kind: dict[str, dict[tuple[Any, ...], tuple[int, float]]] = {"sparse": {}, "dense": {}}
     for i, row in enumerate(rows):
         if "kind" not in row:
             raise ValueError(f"row {i} has no 'kind' (expected 'sparse' or 'dense'): {dict(row)}")
-        if not _finished(row) or row["kind"] not in by_kind:
-            continue
-        key = tuple(_freeze(row.get(k)) for k in match)
-        runs = by_kind[row["kind"]]
-        if key in runs:
-            raise ValueError(
-                f"rows {runs[key][0]} and {i} are both finished {row['kind']} runs with "
-                f"{dict(zip(match, key, strict=True))}: add the axis that tells them apart "
-                "to `within`"
-            )
-        runs[key] = (i, _metric(row, metric, i, lower_is_better))
-    sparse, dense = by_kind["sparse"], by_kind["dense"]
-    keys = [k for k in sparse if k in dense]
+    if sparse_only is None:
+        sparse_only = sparse_only_axes([r for r in rows if _finished(r)], within)
+    found = match(rows, list(within), sparse_only, on=pair_on, keep=_finished)
+    if found.clashes:
+        kind, i, j, key = found.clashes[0]
+        raise ValueError(f"rows {i} and {j} are both finished {kind} runs with {key}: add the "
+                         "axis that tells them apart to `within`")
+    match_keys = (*pair_on, *within)
+    order = sorted(found.twin)
+    values = {i: _metric(r, metric, i, lower_is_better) for i, r in enumerate(rows)
+              if _finished(r) and r["kind"] in ("sparse", "dense")}
     return Pairs(
-        sparse=tuple(sparse[k][1] for k in keys),
-        dense=tuple(dense[k][1] for k in keys),
-        keys=tuple(keys),
-        unmatched_sparse=len(sparse) - len(keys),
-        unmatched_dense=len(dense) - len(keys),
+        sparse=tuple(values[i] for i in order),
+        dense=tuple(values[found.twin[i]] for i in order),
+        keys=tuple(tuple(freeze(rows[i].get(k)) for k in match_keys) for i in order),
+        unmatched_sparse=found.unmatched_sparse,
+        unmatched_dense=found.unmatched_dense,
     )
 
 
@@ -177,6 +175,9 @@ class PValueTable:
     applied across all cells (the family is the table); ``significant`` and the bold cells use
     the corrected p ≤ ``alpha``. ``axes`` are the swept keys pairs were matched on, besides
     ``dense_width`` and ``seed``; ``confidence`` the level of the cells' bootstrap CIs.
+    ``sparse_only``: the axes no dense run carries (a dense twin pairs with every value).
+    ``sides`` names the two compared sides in every text (("sparse", "dense"), or ("A",
+    "baseline") for a ``baseline`` = (axis, value) table: each row's value against it).
     """
 
     metric: str
@@ -192,6 +193,9 @@ class PValueTable:
     axes: tuple[str, ...] = ()
     alternative: str = "greater"
     confidence: float = 0.95
+    sparse_only: tuple[str, ...] = ()
+    sides: tuple[str, str] = ("sparse", "dense")
+    baseline: tuple[str, Any] | None = None
 
     def cell(self, row: Any, col: Any) -> PValueCell:
         """The :class:`PValueCell` at (row, col); KeyError naming the valid values."""
@@ -210,7 +214,7 @@ class PValueTable:
     def verdict(self, row: Any, col: Any) -> text.Verdict:
         """"sparse better", "dense better", "no clear difference (…)" or "not tested (…)" of
         one cell, by its CI and corrected p (rules in :mod:`sparseflow.analysis.table_text`)."""
-        return text.verdict(self.cell(row, col), self.alpha)
+        return text.verdict(self.cell(row, col), self.alpha, self.sides)
 
     def to_records(self) -> list[dict[str, Any]]:
         """One dict per cell (row-major): row/col values under their axis keys, the metric and
@@ -226,7 +230,7 @@ class PValueTable:
                 "diverged_sparse": c.diverged_sparse, "diverged_dense": c.diverged_dense,
                 "diff": c.result.diff, "diff_ci_low": c.result.diff_ci_low,
                 "diff_ci_high": c.result.diff_ci_high,
-                "verdict": text.verdict(c, self.alpha).text,
+                "verdict": text.verdict(c, self.alpha, self.sides).text,
             }  # fmt: skip
             for c in self.ordered()
         ]
@@ -278,7 +282,7 @@ def _order(values: Sequence[Any], given: Sequence[Any] | None) -> tuple[Any, ...
 def pvalue_table(
     runs: Sequence[Mapping[str, Any]],
     metric: str = "test_accuracy",
-    rows: str = "optim.name",
+    rows: str | None = None,
     cols: str = "variant",
     *,
     test: str = "wilcoxon",
@@ -293,16 +297,26 @@ def pvalue_table(
     min_n: int | None = None,
     row_order: Sequence[Any] | None = None,
     col_order: Sequence[Any] | None = None,
+    baseline: tuple[str, Any] | None = None,
 ) -> PValueTable:
     """Test sparse against dense per (``rows`` value, ``cols`` value) cell; H1 by
-    ``alternative`` (default ``"greater"``: sparse better, the paper's test).
+    ``alternative`` (default ``"greater"``: sparse better, the paper's test). With
+    ``baseline=(axis, value)``: each other value of ``axis`` (the rows) against the baseline
+    value, both sides sparse runs (see :func:`baseline_rows`).
+
+    A sparse run is paired with its dense twin by :mod:`sparseflow.store.pairing`: the dense
+    run of the same dense width, seed and every axis the dense run carries. A sparse-only axis
+    (one no dense run carries, e.g. ``sparsity.masker``) may lay out the table: a dense run then
+    belongs to every row (column) of its cell, so each row compares that value's sparse runs
+    with the shared dense twins.
 
     Args:
         runs: one mapping per run (the study export contract). Only ``status == "finished"``
             (or no status) counts.
         metric: the value compared. higher_is_better: None → False when ``metric`` ends with
             ``"loss"``, else True.
-        rows, cols: the keys whose values lay out the table (as ``study tests --rows/--cols``).
+        rows, cols: the keys whose values lay out the table (as ``study tests --rows/--cols``);
+            rows default: ``"optim.name"``, or the baseline's axis (the only rows it allows).
         test, min_n, confidence, n_resamples, seed, alternative: passed to :func:`compare` for
             every cell (the same seed per cell, so a cell does not depend on which other cells
             exist). alternative: ``"greater"`` H1 sparse better, ``"less"`` sparse worse,
@@ -313,10 +327,13 @@ def pvalue_table(
             Paired tests match runs with :func:`pair_up` (unmatched runs are noted); the unpaired
             ``mannwhitney`` uses every finished sparse and dense run of the cell.
         row_order, col_order: the row/column values shown; default order of first appearance.
+        baseline: (axis, value): compare methods instead of sparse with dense. Pairs match on
+            the dense width, seed and every other axis; H1 ``"greater"``: the row's value
+            better than the baseline; differences are row value − baseline.
 
     Raises:
-        ValueError: unknown test/correction/alternative, a row without ``kind``, or duplicate
-            runs.
+        ValueError: unknown test/correction/alternative, a row without ``kind``, duplicate
+            runs, or a baseline whose axis is not the rows or whose value has no run.
     """
     if test not in TESTS:
         raise ValueError(f"unknown test {test!r}; valid: {list(TESTS)}")
@@ -324,18 +341,23 @@ def pvalue_table(
         raise ValueError(f"unknown correction {correction!r}; valid: {list(CORRECTIONS)}")
     if alternative not in ALTERNATIVES:
         raise ValueError(f"unknown alternative {alternative!r}; valid: {list(ALTERNATIVES)}")
-    row_key, col_key = rows, cols
     done = [r for r in runs if _finished(r)]
+    if baseline is not None:
+        rows = rows or baseline[0]
+        if rows != baseline[0] or cols == baseline[0]:
+            raise ValueError(f"a baseline {baseline[0]}={baseline[1]} lays out the rows by "
+                             f"{baseline[0]} (rows {rows!r}, cols {cols!r}); pick other cols")
+        done = baseline_rows(done, *baseline)
+    row_key, col_key = rows or "optim.name", cols
     if higher_is_better is None:
         higher_is_better = not metric.endswith("loss")
     if axes is None:
         found = {k for r in done for k in r if "." in k or k == "variant"}
         axes = sorted(found - {row_key, col_key, "dense_width", "seed"})
-    row_vals = _order([_freeze(r.get(row_key)) for r in done], row_order)
-    col_vals = _order([_freeze(r.get(col_key)) for r in done], col_order)
-    groups: dict[tuple[Any, Any], list[Mapping[str, Any]]] = {}
-    for r in done:
-        groups.setdefault((_freeze(r.get(row_key)), _freeze(r.get(col_key))), []).append(r)
+    lay = layout(done, row_key, col_key, axes, sparse_only=(baseline[0],) if baseline else None,
+                 row_order=row_order, col_order=col_order)
+    row_vals, col_vals, groups, only = lay.row_values, lay.col_values, lay.groups, lay.sparse_only
+    within = lay.within
     opts = dict(test=test, higher_is_better=higher_is_better, confidence=confidence,
                 n_resamples=n_resamples, seed=seed, min_n=min_n,
                 alternative=alternative)  # fmt: skip
@@ -349,7 +371,7 @@ def pvalue_table(
                       for k in ("sparse", "dense")}  # fmt: skip
             results[key] = compare(values["sparse"], values["dense"], **opts)
             continue
-        pairs = pair_up(runs, metric, within=axes, lower_is_better=lower)
+        pairs = pair_up(runs, metric, within=within, lower_is_better=lower, sparse_only=only)
         res = compare(pairs.sparse, pairs.dense, **opts)
         if pairs.unmatched_sparse or pairs.unmatched_dense:
             extra = (f"ignored {pairs.unmatched_sparse} sparse and {pairs.unmatched_dense} "
@@ -366,8 +388,77 @@ def pvalue_table(
         metric=metric, row_axis=row_key, col_axis=col_key, test=test, correction=correction,
         alpha=alpha, higher_is_better=higher_is_better, row_values=row_vals,
         col_values=col_vals, cells=cells, axes=tuple(axes), alternative=alternative,
-        confidence=confidence,
+        confidence=confidence, sparse_only=tuple(only),
+        sides=(BASELINE_SIDES if baseline else SIDES),
+        baseline=None if baseline is None else (baseline[0], _freeze(baseline[1])),
     )  # fmt: skip
+
+
+def baseline_rows(rows: Sequence[Mapping[str, Any]], axis: str, value: Any
+                  ) -> list[dict[str, Any]]:
+    """The sparse runs of ``rows`` relabelled for a method-vs-baseline table: a run whose
+    ``axis`` is ``value`` becomes the ``"dense"`` side (the baseline, its ``axis`` cleared, so
+    that it belongs to every row as a dense twin does), every other sparse run the
+    ``"sparse"`` side; dense runs are left out. ValueError when no sparse run has ``value``."""
+    want = _freeze(value)
+    sparse = [r for r in rows if r.get("kind") == "sparse"]
+    if not any(_freeze(r.get(axis)) == want for r in sparse):
+        seen = list(dict.fromkeys(_freeze(r.get(axis)) for r in sparse))
+        raise ValueError(f"no finished sparse run has {axis}={value!r}; values: {seen}")
+    return [{**r, "kind": "dense", axis: None} if _freeze(r.get(axis)) == want else dict(r)
+            for r in sparse]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A table's cells before any test: row and column values in display order, each cell's
+    runs (``groups``), the axes pairs match on (``within``) and the sparse-only axes."""
+
+    row_values: tuple[Any, ...]
+    col_values: tuple[Any, ...]
+    groups: dict[tuple[Any, Any], list[Mapping[str, Any]]]
+    within: tuple[str, ...]
+    sparse_only: tuple[str, ...]
+
+
+def layout(rows: Sequence[Mapping[str, Any]], row_key: str, col_key: str, axes: Sequence[str],
+           *, sparse_only: Sequence[str] | None = None, row_order: Sequence[Any] | None = None,
+           col_order: Sequence[Any] | None = None) -> Layout:
+    """Lay ``rows`` (runs, export rows) out by ``row_key`` × ``col_key`` as
+    :func:`pvalue_table` does; ``axes``: the swept keys pairs match on. ``sparse_only``
+    default: the axes (rows and columns included) that no dense run carries
+    (:func:`sparseflow.store.pairing.sparse_only_axes`); a dense run sits in every row (column)
+    of its cell when the row (column) key is one of them."""
+    candidates = list(dict.fromkeys([*axes, row_key, col_key]))
+    only = tuple(sparse_only_axes(rows, candidates) if sparse_only is None else sparse_only)
+    within = tuple(a for a in axes if a not in (row_key, col_key) or a in only)
+    row_vals = _order(_layout_values(rows, row_key, only), row_order)
+    col_vals = _order(_layout_values(rows, col_key, only), col_order)
+    return Layout(row_vals, col_vals, _groups(rows, row_key, col_key, row_vals, col_vals, only),
+                  within, only)
+
+
+def _layout_values(rows: Sequence[Mapping[str, Any]], key: str, only: Sequence[str]
+                   ) -> list[Any]:
+    """The values of a row/column key; a sparse-only key's come from the runs that carry it."""
+    return [_freeze(r.get(key)) for r in rows
+            if key not in only or r.get("kind") != "dense"]
+
+
+def _groups(rows: Sequence[Mapping[str, Any]], row_key: str, col_key: str,
+            row_vals: Sequence[Any], col_vals: Sequence[Any], only: Sequence[str]
+            ) -> dict[tuple[Any, Any], list[Mapping[str, Any]]]:
+    """(row value, column value) → the cell's runs; a dense run sits in every row (column) of
+    its cell when the row (column) key is sparse-only."""
+    groups: dict[tuple[Any, Any], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        shared = r.get("kind") == "dense"
+        rs = row_vals if shared and row_key in only else [_freeze(r.get(row_key))]
+        cs = col_vals if shared and col_key in only else [_freeze(r.get(col_key))]
+        for rv in rs:
+            for cv in cs:
+                groups.setdefault((rv, cv), []).append(r)
+    return groups
 
 
 def _diverged_counts(runs: Sequence[Mapping[str, Any]]) -> tuple[int, int]:

@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from sparseflow.analysis.tables import default_axes, is_diverged
 from sparseflow.report.errors import ReportError
 from sparseflow.store import StoreError, StudyStore
 from sparseflow.store.export import RESULTS
+from sparseflow.store.pairing import sparse_only_axes
 from sparseflow.store.scope import plan_scope
 from sparseflow.utils.fmt import human_duration
 
@@ -78,6 +80,19 @@ class StudyData:
     def finished(self) -> list[dict[str, Any]]:
         """The rows of finished runs."""
         return [r for r in self.rows if r.get("status") == "finished"]
+
+    @cached_property  # read once per run row by the figures
+    def sparse_only(self) -> tuple[str, ...]:
+        """The swept axes no dense run carries (``sparsity.*``): a dense twin is shared by
+        every value of them (:mod:`sparseflow.store.pairing`)."""
+        return sparse_only_axes(self.rows, list(self.axes))
+
+    def belongs(self, row: Mapping[str, Any], key: str, value: Any) -> bool:
+        """Whether a run row counts under ``key`` = ``value``: its own value, or any value of a
+        sparse-only axis for a dense run (it is the twin of every one of them)."""
+        if row.get("kind") == "dense" and key in self.sparse_only:
+            return True
+        return freeze(row.get(key)) == value
 
     def widths(self) -> list[int]:
         """The dense widths of the finished runs, ascending."""
@@ -179,7 +194,7 @@ def parse_cell(study: StudyData, given: Sequence[str]) -> dict[str, Any]:
 def cell_runs(study: StudyData, cell: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Finished rows whose swept values equal ``cell`` on every key it names."""
     return [r for r in study.finished
-            if all(freeze(r.get(k)) == v for k, v in cell.items())]
+            if all(study.belongs(r, k, v) for k, v in cell.items())]
 
 
 def choose_cell(study: StudyData, given: Sequence[str]) -> dict[str, Any]:

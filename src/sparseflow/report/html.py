@@ -102,8 +102,8 @@ def pvalue_html(table: PValueTable) -> str:
                  "means, the p before correction and the effect size.</p>")
     lines.append('<ul class="verdict">' + "".join(f"<li>{escape(s)}</li>"
                                                   for s in table.summary_lines()) + "</ul>")
-    notes = [f"{label(c.row)} / {label(c.col)}: {text.cell_notes(c)}"
-             for c in table.ordered() if text.cell_notes(c)]
+    notes = [f"{label(c.row)} / {label(c.col)}: {text.cell_notes(c, table.sides)}"
+             for c in table.ordered() if text.cell_notes(c, table.sides)]
     if notes:
         lines.append('<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in notes)
                      + "</ul>")

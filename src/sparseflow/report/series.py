@@ -20,7 +20,7 @@ import numpy as np
 
 from sparseflow.analysis import compare, pair_up
 from sparseflow.analysis.correlation import CorrelationTable
-from sparseflow.report.data import StudyData, freeze, label
+from sparseflow.report.data import StudyData, label
 from sparseflow.report.palette import PALETTE
 
 KINDS: tuple[str, ...] = ("dense", "sparse")
@@ -155,8 +155,8 @@ def width_figure(study: StudyData, metric: str, panel_key: str | None, color_key
             for kind in KINDS:
                 at: dict[float, list[Any]] = {}
                 for r in study.finished:
-                    if r["kind"] == kind and freeze(r.get(color_key)) == cv and (
-                            panel_key is None or freeze(r.get(panel_key)) == pv):
+                    if r["kind"] == kind and study.belongs(r, color_key, cv) and (
+                            panel_key is None or study.belongs(r, panel_key, pv)):
                         at.setdefault(float(r["dense_width"]), []).append(r.get(metric))
                 pts = _points(at, scale, log)
                 hidden += sum(len(v) for v in at.values()) - sum(pts[4])
@@ -211,9 +211,10 @@ def difference_figure(study: StudyData, metric: str, panel_key: str | None, colo
             pts: list[tuple[float, float, float, float, int]] = []
             for w in study.widths():
                 rows = [r for r in study.finished if int(r["dense_width"]) == w
-                        and freeze(r.get(color_key)) == cv
-                        and (panel_key is None or freeze(r.get(panel_key)) == pv)]
-                pairs = pair_up(rows, metric, within=axes, lower_is_better=not higher)
+                        and study.belongs(r, color_key, cv)
+                        and (panel_key is None or study.belongs(r, panel_key, pv))]
+                pairs = pair_up(rows, metric, within=axes, lower_is_better=not higher,
+                                sparse_only=study.sparse_only)
                 if not pairs.sparse:
                     continue
                 # min_n=2: the figure shows the CI wherever a bootstrap is possible, even

@@ -189,7 +189,7 @@ def per_layer_figure(study: StudyData, runs: Sequence[RunSeries], width: int, co
             for kind in KINDS:
                 at: dict[float, list[Any]] = {}
                 for r, p in zip(chosen, points, strict=True):
-                    if r.row["kind"] == kind and freeze(r.row.get(color_key)) == cv:
+                    if r.row["kind"] == kind and study.belongs(r.row, color_key, cv):
                         for layer, vals in (p.get("per_layer") or {}).items():
                             if layer in pos:  # a layer only later points name: not drawn
                                 at.setdefault(pos[layer], []).append(vals.get("norm2"))

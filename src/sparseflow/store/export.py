@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sparseflow.store.errors import StoreError
+from sparseflow.store.pairing import match
 from sparseflow.store.records import RunRecord
 from sparseflow.utils.atomic import json_safe, write_output
 
@@ -32,9 +33,11 @@ COLUMN_DOCS: dict[str, str] = {
                     "its pair's; empty for a dense run without a partner)",
     "dense_width": "width of the dense network of the pair (a dense run's own width)",
     "seed": "replicate seed",
-    "pair_id": "id of the run's SC-SDC pair, the same on its sparse and its dense run (the "
-               "run_key of the sparse run; pairs are matched as the p-value table matches them: "
-               "same cell, dense width and seed); empty for a run without a partner",
+    "pair_id": "the run_key of the dense twin of the run's SC-SDC pair: the same on the dense "
+               "run and on every sparse run paired with it (a dense twin is shared by every "
+               "value of the sparse-only axes, e.g. sparsity.masker); matched as the p-value "
+               "table matches: same dense width, seed and every axis the dense run carries; "
+               "empty for a run without a partner",
     "status": "one of planned, running, interrupted, finished, failed",
     "test_accuracy": "final test accuracy (fraction, 0-1)",
     "test_loss": "final test cross-entropy",
@@ -104,36 +107,37 @@ def _freeze(value: Any) -> Any:
     return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
 
 
-def pairs(records: Sequence[RunRecord]) -> dict[str, RunRecord]:
-    """run_key → the sparse run of its SC-SDC pair, for every run that has a partner.
+def pairs(records: Sequence[RunRecord]) -> dict[str, tuple[RunRecord, RunRecord]]:
+    """run_key → (dense twin, a sparse partner) of its SC-SDC pair, for every run that has one.
 
-    A sparse run and a dense run are partners when they agree on every swept axis (the cell,
-    ``variant`` included), the dense width and the seed: the match the p-value table makes
-    (``analysis.tables.pair_up``), here over every run whatever its status. A key with more than
+    The rule of :mod:`sparseflow.store.pairing` (the one the p-value table uses), here over
+    every run whatever its status: a sparse run's twin is the dense run equal to it on the
+    dense width, the seed and every axis the dense run carries (the cell, ``variant``
+    included; the sparse-only axes, which no dense run carries, are left out). A dense run
+    pairs with every such sparse run; its entry names the first of them. A key with more than
     one run of a kind pairs none of them (no partner can be chosen)."""
     axes = axis_columns(records)
-    by_key: dict[tuple[Any, ...], dict[str, list[RunRecord]]] = {}
-    for r in records:
-        key = (r.dense_width, r.seed, *(_freeze(r.cell.get(a)) for a in axes))
-        by_key.setdefault(key, {"sparse": [], "dense": []})[r.kind].append(r)
-    found: dict[str, RunRecord] = {}
-    for group in by_key.values():
-        if len(group["sparse"]) == 1 and len(group["dense"]) == 1:
-            sparse = group["sparse"][0]
-            found[sparse.run_key] = found[group["dense"][0].run_key] = sparse
+    rows = [{"kind": r.kind, "dense_width": r.dense_width, "seed": r.seed,
+             **{a: _freeze(r.cell.get(a)) for a in axes}} for r in records]
+    found: dict[str, tuple[RunRecord, RunRecord]] = {}
+    for s, d in match(rows, axes).twin.items():
+        sparse, dense = records[s], records[d]
+        found[sparse.run_key] = (dense, sparse)
+        found.setdefault(dense.run_key, (dense, sparse))
     return found
 
 
-def identity(r: RunRecord, axes: Sequence[str], partner: RunRecord | None) -> dict[str, Any]:
-    """The identity columns and axis columns of run ``r`` (``partner``: the sparse run of its
-    pair, which gives a dense run its ``sparse_width``)."""
+def identity(r: RunRecord, axes: Sequence[str],
+             partner: tuple[RunRecord, RunRecord] | None) -> dict[str, Any]:
+    """The identity columns and axis columns of run ``r`` (``partner``: the (dense twin, a
+    sparse run) of its pair; the sparse run gives a dense run its ``sparse_width``)."""
     sparse_width = r.sparse_width
     if sparse_width is None and partner is not None:
-        sparse_width = partner.sparse_width
+        sparse_width = partner[1].sparse_width
     row: dict[str, Any] = {"run_id": r.config_id, "run_key": r.run_key, "kind": r.kind,
                            "sparse_width": sparse_width, "dense_width": r.dense_width,
                            "seed": r.seed,
-                           "pair_id": None if partner is None else partner.run_key}
+                           "pair_id": None if partner is None else partner[0].run_key}
     row.update({axis: r.cell.get(axis) for axis in axes})
     return row
 

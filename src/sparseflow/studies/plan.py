@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from sparseflow.config.io import apply_override
 from sparseflow.config.schema import ExperimentConfig
 from sparseflow.errors import ConfigError
 from sparseflow.store import PlannedRun
+from sparseflow.store.pairing import is_sparse_only_key
 from sparseflow.studies.spec import StudySpec
 
 
@@ -26,16 +28,36 @@ class Plan:
     fingerprint: str
 
     def counts(self) -> dict[str, int]:
-        """Cells, dense widths, seeds, pairs, runs by kind."""
+        """Cells, dense widths, seeds, pairs, runs by kind; with sparse-only axes also the
+        dense runs shared (each the twin of more than one sparse run)."""
         kinds = [r.kind for r in self.runs]
-        return {"cells": len(self.cells), "dense_widths": len(self.spec.scsdc.widths()),
-                "seeds": len(self.spec.seed_list()), "pairs": kinds.count("sparse"),
-                "sparse_runs": kinds.count("sparse"), "dense_runs": kinds.count("dense"),
-                "runs": len(self.runs)}
+        out = {"cells": len(self.cells), "dense_widths": len(self.spec.scsdc.widths()),
+               "seeds": len(self.spec.seed_list()), "pairs": kinds.count("sparse"),
+               "sparse_runs": kinds.count("sparse"), "dense_runs": kinds.count("dense"),
+               "runs": len(self.runs)}
+        if self.sparse_only_axes():
+            out["shared_dense_runs"] = self.shared_dense_runs()
+        return out
 
     def axes(self) -> list[str]:
         """The swept keys of a cell: the axes in spec order, then 'variant'."""
         return [*self.spec.axes, "variant"]
+
+    def sparse_only_axes(self) -> list[str]:
+        """The swept keys that change only the sparse runs (``sparsity.*``), in spec order: no
+        dense run carries them, so one dense twin serves every value of them."""
+        return sparse_only(self.spec)
+
+    def shared_dense_runs(self) -> int:
+        """Dense runs that are the twin of more than one sparse run (one per sparse-only-axis
+        combination of their cell)."""
+        per = math.prod(len(self.spec.axes[a]) for a in self.sparse_only_axes())
+        return sum(r.kind == "dense" for r in self.runs) if per > 1 else 0
+
+
+def sparse_only(spec: StudySpec) -> list[str]:
+    """The spec's sparse-only axes (keys starting with ``sparsity.``), in spec order."""
+    return [k for k in spec.axes if is_sparse_only_key(k)]
 
 
 def _with(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -94,15 +116,16 @@ def check_size(spec: StudySpec, max_runs: int = DEFAULT_MAX_RUNS) -> int:
     return n
 
 
-def _pair(data: dict[str, Any], spec: StudySpec, width: int, where: str
-          ) -> tuple[ExperimentConfig, ExperimentConfig]:
-    """The (sparse, dense) configs of one cell and dense width, at seed 0."""
+def _pair(data: dict[str, Any], dense_data: dict[str, Any], spec: StudySpec, width: int,
+          where: str) -> tuple[ExperimentConfig, ExperimentConfig]:
+    """The (sparse, dense) configs of one cell and dense width, at seed 0. ``dense_data`` is
+    the cell's config without its sparse-only overrides."""
     s = spec.scsdc
     sparse = _config(_with(data, {
         "model.width": s.sparse_width, "sparsity.dense_width": width,
         "sparsity.matching": s.matching, "sparsity.distribution": s.distribution,
         "sparsity.init": s.init}), 0, where)
-    dense = _config(_with(data, {"model.width": width}), 0, where)
+    dense = _config(_with(dense_data, {"model.width": width}), 0, where)
     return sparse, dense
 
 
@@ -118,10 +141,22 @@ def _seeded(cfg: ExperimentConfig, cid: str, cell: dict[str, Any], spec: StudySp
                        config={**dumped, "seed": seed}) for seed in seeds]
 
 
+def _check_variants(spec: StudySpec) -> None:
+    """Refuse a variant that sets a sparse-only key: its dense runs would be another variant's
+    (a dense run ignores the sparsity section), so the key belongs on an axis."""
+    for variant, overrides in spec.variant_meanings().items():
+        keys = sorted(k for k in overrides if is_sparse_only_key(k))
+        if keys:
+            raise ConfigError(f"variant {variant!r} sets {', '.join(keys)}, which changes only "
+                              "the sparse runs (its dense runs would be another variant's); "
+                              f"sweep it as an axis instead: axes: {{{keys[0]}: [...]}}")
+
+
 def _cells(spec: StudySpec) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(cell, its overrides) in plan order: axes (last fastest), then variants."""
     out = []
     meanings = spec.variant_meanings()
+    _check_variants(spec)
     for values in itertools.product(*spec.axes.values()):
         axis_over = dict(zip(spec.axes, values, strict=True))
         for variant in spec.variants:
@@ -134,11 +169,22 @@ def _cells(spec: StudySpec) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     return out
 
 
+def _dense_side(cell: dict[str, Any], overrides: dict[str, Any], sparse_keys: list[str]
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A cell's dense twin: its cell and overrides without the sparse-only axes."""
+    return ({k: v for k, v in cell.items() if k not in sparse_keys},
+            {k: v for k, v in overrides.items() if k not in sparse_keys})
+
+
 def expand(spec: StudySpec, *, max_runs: int = DEFAULT_MAX_RUNS) -> Plan:
     """The full factorial: cells (axes × variants) × dense widths × seeds × {sparse, dense}.
 
     Order: cells in axis order (the last axis varies fastest), then variants, then widths, then
     seeds, sparse before dense. Runs with the same key (e.g. identical dense runs) appear once.
+    Sparse-only axes (``sparsity.*``) reach only the sparse runs: a dense run's config and cell
+    leave them out, so one dense twin per (other axes, variant, dense width, seed) is planned
+    and shared by every value of them. A base config's own sparsity section stays in every
+    run's config (dense ids as before; a dense run trains no mask).
     Refuses (ConfigError) a spec naming more than ``max_runs`` runs before expanding anything,
     and two cells whose sparse runs are the same runs (the table could not tell them apart).
     """
@@ -152,18 +198,24 @@ def expand(spec: StudySpec, *, max_runs: int = DEFAULT_MAX_RUNS) -> Plan:
     runs: dict[str, PlannedRun] = {}
     owner: dict[str, dict[str, Any]] = {}  # sparse config id -> the cell that planned it
     cells = []
+    sparse_keys = sparse_only(spec)
     for cell, overrides in _cells(spec):
         cells.append(cell)
-        data = _with({**spec.base, "name": spec.name}, overrides)
+        base = {**spec.base, "name": spec.name}
+        data = _with(base, overrides)
+        dense_cell, dense_over = _dense_side(cell, overrides, sparse_keys)
+        dense_data = _with(base, dense_over) if sparse_keys else data
         for width in spec.scsdc.widths():
-            sparse, dense = _pair(data, spec, width, f"cell {cell}, dense width {width}")
+            sparse, dense = _pair(data, dense_data, spec, width,
+                                  f"cell {cell}, dense width {width}")
             cid = config_id(sparse)
             if owner.setdefault(cid, cell) is not cell:
                 raise ConfigError(f"cells {_label(owner[cid])} and {_label(cell)} train the "
                                   "same runs (their overrides give one config); make the "
                                   "variants or axis values differ")
             pairs = zip(_seeded(sparse, cid, cell, spec, width, seeds),
-                        _seeded(dense, config_id(dense), cell, spec, width, seeds), strict=True)
+                        _seeded(dense, config_id(dense), dense_cell, spec, width, seeds),
+                        strict=True)
             for pair in pairs:
                 for run in pair:
                     runs.setdefault(run.run_key, run)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparseflow.analysis.power import min_pairs
-from sparseflow.analysis.tables import default_axes, pair_up
+from sparseflow.analysis.tables import default_axes, layout, pair_up
 from sparseflow.studies.plan import Plan
 
 _TEST_TEXT = {"wilcoxon": "Wilcoxon test", "ttest": "paired t-test",
@@ -45,23 +45,27 @@ def _rows(plan: Plan) -> list[dict[str, Any]]:
 
 def cell_pairs(plan: Plan, test: str = "wilcoxon") -> list[CellPairs]:
     """Every cell of the plan's default p-value table with its number of pairs (for the
-    unpaired ``mannwhitney``: the runs of its smaller group), in table order."""
+    unpaired ``mannwhitney``: the runs of its smaller group), in table order. The cells are
+    laid out as :func:`~sparseflow.analysis.tables.pvalue_table` lays them out: a dense twin
+    shared across a sparse-only axis counts in every row of it."""
     axes = plan.axes()
     rows = _rows(plan)
-    n_values = {a: len({repr(r.get(a)) for r in rows}) for a in axes}
+    only = tuple(plan.sparse_only_axes())
+    n_values = {a: len({repr(r.get(a)) for r in rows if a not in only or r["kind"] == "sparse"})
+                for a in axes}
     row_key, col_key = default_axes(axes, n_values)
-    # keyed by repr: an axis value may be a list (optim.betas), which cannot be a dict key
-    cells: dict[tuple[str, str], tuple[Any, Any, list[dict[str, Any]]]] = {}
-    for r in rows:
-        row, col = r.get(row_key), r.get(col_key)
-        cells.setdefault((repr(row), repr(col)), (row, col, []))[2].append(r)
+    lay = layout(rows, row_key, col_key, axes, sparse_only=only)
     out = []
-    for row, col, runs in cells.values():
-        if test == "mannwhitney":
-            n = min(sum(r["kind"] == k for r in runs) for k in ("sparse", "dense"))
-        else:
-            n = len(pair_up(runs, "m", within=axes).sparse)
-        out.append(CellPairs(row_key, row, col_key, col, n))
+    for row in lay.row_values:
+        for col in lay.col_values:
+            runs = lay.groups.get((row, col), [])
+            if not any(r["kind"] == "sparse" for r in runs):
+                continue  # no cell of the table (e.g. an axis value of no run)
+            if test == "mannwhitney":
+                n = min(sum(r["kind"] == k for r in runs) for k in ("sparse", "dense"))
+            else:
+                n = len(pair_up(runs, "m", within=lay.within, sparse_only=only).sparse)
+            out.append(CellPairs(row_key, row, col_key, col, n))
     return out
 
 
