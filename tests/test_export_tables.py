@@ -57,7 +57,7 @@ def test_pair_ids_match_the_p_value_pairs(study: Path) -> None:
     for pair_id, (a, b) in by_pair.items():
         sparse, dense = sorted((a, b), key=lambda r: r["kind"] != "sparse")
         assert (sparse["kind"], dense["kind"]) == ("sparse", "dense")
-        assert pair_id == sparse["run_key"]  # stable: the sparse run's key
+        assert pair_id == dense["run_key"]  # stable: the dense twin's key
         for key in ("dense_width", "seed", *AXES):
             assert sparse[key] == dense[key], key
         assert dense["sparse_width"] == sparse["sparse_width"] == 40
@@ -76,7 +76,7 @@ def test_a_run_without_partner_has_no_pair_id(tmp_path: Path) -> None:
         s.add_planned([run("aaa-s0", "sparse", 8, 0), run("bbb-s0", "dense", 8, 0),
                        run("ccc-s1", "sparse", 8, 1), run("ddd-s0", "dense", 16, 0)])
         rows = {r["run_key"]: r for r in s.results()}
-    assert rows["aaa-s0"]["pair_id"] == rows["bbb-s0"]["pair_id"] == "aaa-s0"
+    assert rows["aaa-s0"]["pair_id"] == rows["bbb-s0"]["pair_id"] == "bbb-s0"
     assert rows["ccc-s1"]["pair_id"] is None and rows["ddd-s0"]["pair_id"] is None
     assert rows["bbb-s0"]["sparse_width"] == 40 and rows["ddd-s0"]["sparse_width"] is None
 
@@ -197,7 +197,7 @@ def test_awkward_values_keep_their_dtypes(awkward: Path, table: str) -> None:
         assert a["test_loss"][0] == math.inf and math.isnan(a["egf2"][0])
         assert a["diverged"].dtype == bool and a["stopped_early"].dtype == object
         assert str(a["lr"].dtype) == "float64" and pd.api.types.is_string_dtype(a["x"])
-        assert a["pair_id"][0] == a["pair_id"][1] == "0af0c0ffee0-s0"
+        assert a["pair_id"][0] == a["pair_id"][1] == "4af4c0ffee4-s0"  # the dense twin
     assert list(a.columns).count("lr") == 1  # the metrics table's own `lr` wins over the axis
     if table == "metrics":
         assert a["lr"].isna().all()  # none recorded (the axis value would be 0.1)

@@ -106,7 +106,15 @@ def _print_counts(console: Console, plan: Any) -> None:
     console.print(table)
     axes = ", ".join(f"{k} ({len(v)})" for k, v in plan.spec.axes.items()) or "none"
     console.print(f"axes: {axes}; variants: {', '.join(plan.spec.variants)}; dense widths: "
-                  f"{plan.spec.scsdc.widths()} vs sparse width {plan.spec.scsdc.sparse_width}")
+                  f"{plan.spec.scsdc.widths()} vs sparse width {plan.spec.scsdc.sparse_width}",
+                  soft_wrap=True)
+    only = plan.sparse_only_axes()
+    if only:
+        per = math.prod(len(plan.spec.axes[a]) for a in only)
+        console.print(f"sparse-only axes: {', '.join(only)} (no dense run carries them): each "
+                      f"of the {plan.counts()['dense_runs']:,} dense twins is trained once and "
+                      f"paired with the {per} sparse runs of its cell, width and seed",
+                      soft_wrap=True, markup=False)
 
 
 #: Cells named one per line before the rest are summed up in one.
@@ -207,6 +215,7 @@ def status_cmd(directory: Path = typer.Argument(..., help="Study directory.")) -
     with StudyStore(directory, readonly=True) as store:
         info = store.study_info() or {}
         counts = store.counts()
+        runs = store.runs()
         failed = store.runs("failed")[:20]
         damaged = store.damaged_runs()
     if counts["running"] and driver_alive(directory) is False:
@@ -222,6 +231,9 @@ def status_cmd(directory: Path = typer.Argument(..., help="Study directory.")) -
     for status, n in counts.items():
         table.add_row(status, str(n))
     console.print(table)
+    shared = _shared_line(runs)
+    if shared:
+        console.print(shared, soft_wrap=True, markup=False)
     if counts["interrupted"]:
         console.print(f"{counts['interrupted']} interrupted runs resume from their last "
                       "checkpoint: run the same `sparseflow study run` again")
@@ -232,6 +244,31 @@ def status_cmd(directory: Path = typer.Argument(..., help="Study directory.")) -
     if damaged:
         console.print(f"{len(damaged)} finished runs need training again; `sparseflow study "
                       f"run SPEC --dir {directory}` does it")
+
+
+def _shared_line(records: list[Any]) -> str:
+    """"dense runs: 16, 16 of them shared (the twin of 2–3 sparse runs each); sparse-only axes:
+    sparsity.masker", or "" for a study without sparse-only axes."""
+    from sparseflow.store.export import axis_columns, pairs
+    from sparseflow.store.pairing import sparse_only_axes
+
+    axes = axis_columns(records)
+    rows = [{"kind": r.kind, **r.cell} for r in records]
+    only = sparse_only_axes(rows, axes)
+    if not only:
+        return ""
+    found = pairs(records)
+    per: dict[str, int] = {}
+    for key, (dense, _) in found.items():
+        if key != dense.run_key:
+            per[dense.run_key] = per.get(dense.run_key, 0) + 1
+    shared = sorted(n for n in per.values() if n > 1)
+    dense_n = sum(r.kind == "dense" for r in records)
+    span = "" if not shared else (f" (the twin of {shared[0]} sparse runs each)"
+                                  if shared[0] == shared[-1] else
+                                  f" (the twin of {shared[0]}–{shared[-1]} sparse runs each)")
+    return (f"dense runs: {dense_n}, {len(shared)} of them shared{span}; sparse-only axes: "
+            f"{', '.join(only)}")
 
 
 @study_app.command("export")
@@ -279,29 +316,76 @@ def _axes(directory: Path, all_runs: bool = False) -> tuple[list[str], list[dict
     return [*spec.get("axes", {}), "variant"], results
 
 
-def print_tests(console: Console, directory: Path, *, metric: str = "test_accuracy",
-                rows: str | None = None, cols: str | None = None, test: str = "wilcoxon",
-                correction: str = "none", alternative: str = "greater", alpha: float = 0.05,
-                fmt: str = "console", all_runs: bool = False) -> None:
-    """Print the study's p-value table: ``console`` (rich grid fitted to the terminal, caption,
-    summary sentences), ``markdown`` or ``csv`` (stdout, nothing else). The one printer of
-    ``study run``, ``study tests`` and ``reproduce``."""
-    from sparseflow.analysis import pvalue_table
+def _baseline(text: str, axes: list[str], results: list[dict[str, Any]]) -> tuple[str, Any]:
+    """``--baseline AXIS=VALUE`` as (axis, the value as the runs hold it); ConfigError naming
+    the valid axes or values."""
+    from sparseflow.report.data import label
+
+    axis, sep, value = text.partition("=")
+    axis, value = axis.strip(), value.strip()
+    if not sep or not axis or not value:
+        raise ConfigError(f"--baseline {text!r}: give AXIS=VALUE, e.g. --baseline "
+                          "sparsity.masker=random")
+    if axis not in axes:
+        raise ConfigError(f"--baseline: {axis!r} is not a swept axis of this study; axes: "
+                          f"{', '.join(axes)}")
+    values = list(dict.fromkeys(r.get(axis) for r in results if r.get("kind") == "sparse"
+                                and r.get(axis) is not None))
+    found = [v for v in values if value in (label(v), str(v))]
+    if not found:
+        raise ConfigError(f"--baseline: {axis}={value!r} is not a value of the study's sparse "
+                          f"runs; values: {', '.join(label(v) for v in values)}")
+    return axis, found[0]
+
+
+def _layout_keys(axes: list[str], results: list[dict[str, Any]], rows: str | None,
+                 cols: str | None, baseline: tuple[str, Any] | None) -> tuple[str, str]:
+    """The table's (rows, cols): as given, else the defaults (``default_axes``); with a
+    baseline the rows are its axis and the columns default to the other main axis."""
     from sparseflow.analysis.tables import default_axes
 
-    axes, results = _axes(directory, all_runs)
     n_values = {a: len({repr(r.get(a)) for r in results}) for a in axes}
     d_rows, d_cols = default_axes(axes, n_values)
+    if baseline is not None:
+        axis = baseline[0]
+        if rows not in (None, axis):
+            raise ConfigError(f"--rows {rows!r}: a --baseline on {axis} lays out the rows by "
+                              f"{axis}; drop --rows or pick it")
+        other = d_cols if d_rows == axis else d_rows
+        cols = cols or (other if other != axis else "dense_width")
+        if cols == axis:
+            raise ConfigError(f"--cols {cols!r} is the --baseline's axis; pick another axis")
+        return axis, cols
     rows = rows or d_rows
     cols = cols or (d_cols if rows == d_rows else
                     ("variant" if rows != "variant" else "dense_width"))
+    return rows, cols
+
+
+def print_tests(console: Console, directory: Path, *, metric: str = "test_accuracy",
+                rows: str | None = None, cols: str | None = None, test: str = "wilcoxon",
+                correction: str = "none", alternative: str = "greater", alpha: float = 0.05,
+                fmt: str = "console", all_runs: bool = False,
+                baseline: str | None = None) -> None:
+    """Print the study's p-value table: ``console`` (rich grid fitted to the terminal, caption,
+    summary sentences), ``markdown`` or ``csv`` (stdout, nothing else). The one printer of
+    ``study run``, ``study tests`` and ``reproduce``. ``baseline`` ("AXIS=VALUE"): every other
+    value of AXIS against it (sparse runs on both sides) instead of sparse vs dense."""
+    from sparseflow.analysis import pvalue_table
+
+    axes, results = _axes(directory, all_runs)
+    base = _baseline(baseline, axes, results) if baseline is not None else None
+    rows, cols = _layout_keys(axes, results, rows, cols, base)
     for key in (rows, cols):
         if key not in axes and key not in ("dense_width", "seed"):
             raise ConfigError(f"{key!r} is not a swept axis of this study; axes: "
                               f"{', '.join(axes)}, dense_width")
-    table = pvalue_table(results, metric=metric, rows=rows, cols=cols, test=test,
-                         correction=correction, alternative=alternative, alpha=alpha,
-                         axes=axes)
+    try:
+        table = pvalue_table(results, metric=metric, rows=rows, cols=cols, test=test,
+                             correction=correction, alternative=alternative, alpha=alpha,
+                             axes=axes, baseline=base)
+    except ValueError as exc:  # e.g. no finished run of the baseline yet
+        raise ConfigError(str(exc)) from None
     if fmt == "markdown":
         print(table.to_markdown())
     elif fmt == "csv":
@@ -343,14 +427,19 @@ def tests_cmd(
     alpha: float = ALPHA,
     fmt: str = typer.Option("console", "--format", help="console, markdown or csv."),
     all_runs: bool = ALL_RUNS,
+    baseline: str | None = typer.Option(
+        None, "--baseline", help="AXIS=VALUE, e.g. sparsity.masker=random: compare every "
+        "other value of AXIS (the rows) with it, sparse runs on both sides, paired by dense "
+        "width, seed and every other axis; --alternative greater: the value better than the "
+        "baseline."),
 ) -> None:
     """Sparse vs dense per cell, pairs matched by (dense width, seed) — the paper's table: p,
     sparse − dense with its 95% CI, n, and what they say (over the current plan's runs;
-    --all-runs: every stored run)."""
+    --all-runs: every stored run). With --baseline: method vs baseline instead."""
     _check_test_options(metric, test, correction, alternative, alpha, fmt)
     print_tests(Console(), directory, metric=metric, rows=rows, cols=cols, test=test,
                 correction=correction, alternative=alternative, alpha=alpha, fmt=fmt,
-                all_runs=all_runs)
+                all_runs=all_runs, baseline=baseline)
 
 
 @study_app.command("correlate")
