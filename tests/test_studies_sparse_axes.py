@@ -41,6 +41,7 @@ def test_dense_twins_are_planned_once_and_carry_no_sparse_only_axis() -> None:
     assert counts["sparse_runs"] == 32 and counts["dense_runs"] == 16 == counts["pairs"] / 2
     assert counts["shared_dense_runs"] == 16 and counts["runs"] == 48
     assert plan.sparse_only_axes() == ["sparsity.masker"]
+    assert plan.spec.run_count() == len(plan.runs)  # the size check counts each twin once
     dense = [r for r in plan.runs if r.kind == "dense"]
     assert all("sparsity.masker" not in r.cell for r in dense)
     assert all(r.config["sparsity"].get("masker", "random") == "random" for r in dense)

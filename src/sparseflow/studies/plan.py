@@ -110,7 +110,10 @@ def check_size(spec: StudySpec, max_runs: int = DEFAULT_MAX_RUNS) -> int:
         sizes = " × ".join([*(f"{len(v)} {k}" for k, v in spec.axes.items()),
                             f"{len(spec.variants)} variants",
                             f"{len(spec.scsdc.widths())} dense widths",
-                            f"{len(spec.seed_list())} seeds", "2 kinds"])
+                            f"{len(spec.seed_list())} seeds",
+                            "2 kinds" + (" (dense twins shared across "
+                                         f"{', '.join(sparse_only(spec))})"
+                                         if sparse_only(spec) else "")])
         raise ConfigError(f"study {spec.name!r} names {n:,} runs ({sizes}), more than the limit "
                           f"of {max_runs:,}; shrink an axis or pass --max-runs {n}")
     return n

@@ -167,10 +167,13 @@ class StudySpec(FrozenConfig):
 
     def run_count(self) -> int:
         """Runs the full factorial names, counted from the sizes alone (nothing expanded):
-        cells × dense widths × seeds × {sparse, dense}. An upper bound of the plan's size
-        (identical dense runs of two cells are planned once)."""
+        cells × dense widths × seeds sparse runs, and as many dense runs, save that the
+        sparse-only axes (``sparsity.*``) do not multiply the dense twins. An upper bound of
+        the plan's size (identical dense runs of two cells are planned once)."""
         cells = math.prod(len(v) for v in self.axes.values()) * len(self.variants)
-        return cells * len(self.scsdc.widths()) * len(self.seed_list()) * 2
+        dense_cells = math.prod(len(v) for k, v in self.axes.items()
+                                if not k.startswith("sparsity.")) * len(self.variants)
+        return (cells + dense_cells) * len(self.scsdc.widths()) * len(self.seed_list())
 
     def variant_meanings(self) -> dict[str, dict[str, Any]]:
         """Variant name → its dotted overrides, for every variant of the study."""
