@@ -205,8 +205,8 @@ def test_baseline_table_is_the_wilcoxon_test_of_method_minus_baseline(alternativ
     assert "A vs baseline" in words and "sparsity.masker=random" in words
     assert "A − baseline" in words and "sparse − dense" not in words
     if alternative == "greater":
-        assert title(table) == ("Is each sparsity.masker better than sparsity.masker=random "
-                                "on test_accuracy?")
+        assert title(table) == ("Is each sparsity.masker value better than "
+                                "sparsity.masker=random on test_accuracy?")
 
 
 def test_baseline_refusals() -> None:
@@ -286,3 +286,23 @@ def test_nan_metric_is_dropped_not_paired_twice() -> None:
     rows[1]["test_accuracy"] = math.nan  # a sparse run without a value
     table = pvalue_table(rows, rows="sparsity.masker", cols="variant", n_resamples=99)
     assert table.cell("random", "NR").result.n_dropped == 1
+
+
+def test_report_figures_put_the_shared_twins_under_every_masker(study) -> None:
+    from sparseflow.report.data import load_study
+    from sparseflow.report.series import difference_figure, width_figure
+
+    _, directory = study
+    data = load_study(directory)
+    assert data.sparse_only == ("sparsity.masker",)
+    colors = {"NR": "C0"}
+    diff = difference_figure(data, "test_accuracy", "sparsity.masker", "variant", colors,
+                             test="wilcoxon", name="d", title="t")
+    assert [p.title for p in diff.panels] == [f"sparsity.masker = {m}" for m in MASKERS]
+    for panel in diff.panels:  # each masker: its 2 sparse runs against the 2 shared twins
+        (line,) = panel.series
+        assert line.n == [2]
+    widths = width_figure(data, "test_accuracy", None, "sparsity.masker",
+                          {m: "C0" for m in MASKERS}, name="w", title="t")
+    kinds = {(s.label, s.kind): s.n for s in widths.panels[0].series}
+    assert kinds == {(m, k): [2] for m in MASKERS for k in ("sparse", "dense")}

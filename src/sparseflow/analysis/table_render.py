@@ -49,8 +49,10 @@ def title(table: PValueTable) -> str:
     """The question the table answers, under its alternative."""
     a, b = table.sides
     if table.baseline is not None:
-        b = f"{table.baseline[0]}={table.baseline[1]}"
-        a = f"each {table.baseline[0]}"
+        a, b = f"each {table.baseline[0]} value", f"{table.baseline[0]}={table.baseline[1]}"
+        return {"greater": f"Is {a} better than {b} on {table.metric}?",
+                "less": f"Is {a} worse than {b} on {table.metric}?",
+                "two-sided": f"Does {a} differ from {b} on {table.metric}?"}[table.alternative]
     return {"greater": f"Is {a} better than {b} on {table.metric}?",
             "less": f"Is {a} worse than {b} on {table.metric}?",
             "two-sided": f"Do {a} and {b} differ on {table.metric}?"}[table.alternative]

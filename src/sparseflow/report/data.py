@@ -275,7 +275,11 @@ def summary_items(study: StudyData, table: PValueTable) -> list[tuple[str, str]]
     axes = "; ".join(f"{k}: {', '.join(label(v) for v in vs)}" for k, vs in study.axes.items())
     epochs = sorted({int(r["epochs"]) for r in done if r.get("epochs") is not None})
     seeds = sorted({r["seed"] for r in done})
-    matched = ", ".join(["dense width", "seed", *table.axes])
+    matched = ", ".join(["dense width", "seed", *(a for a in table.axes
+                                                   if a not in study.sparse_only)])
+    if study.sparse_only:
+        matched += (f" (each dense twin shared by every value of "
+                    f"{', '.join(study.sparse_only)})")
     return [
         ("study", study.name),
         ("runs", f"{sum(c.values())} in the plan: {c['finished']} finished, {c['failed']} failed, "
