@@ -306,3 +306,14 @@ def test_report_figures_put_the_shared_twins_under_every_masker(study) -> None:
                           {m: "C0" for m in MASKERS}, name="w", title="t")
     kinds = {(s.label, s.kind): s.n for s in widths.panels[0].series}
     assert kinds == {(m, k): [2] for m in MASKERS for k in ("sparse", "dense")}
+
+
+def test_an_axis_on_a_scsdc_key_sweeps_it() -> None:
+    # scsdc.init is the default of the sparse runs' init policy; an axis on it wins
+    plan = _plan(axes={"sparsity.init": ["dense", "sparse_fanin"]}, variants=["NR"])
+    sparse = [r for r in plan.runs if r.kind == "sparse"]
+    assert {(r.cell["sparsity.init"], r.config["sparsity"]["init"]) for r in sparse} == {
+        ("dense", "dense"), ("sparse_fanin", "sparse_fanin")}
+    assert plan.counts()["dense_runs"] == 4 and plan.counts()["sparse_runs"] == 8
+    with pytest.raises(ConfigError, match="widths come from scsdc"):
+        _plan(axes={"sparsity.dense_width": [3]})

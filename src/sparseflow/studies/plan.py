@@ -79,7 +79,8 @@ def _check_base(spec: StudySpec) -> ExperimentConfig:
         raise ConfigError("base: leave sparsity density/counts/dense_width unset; the study "
                           "derives each sparse run's mask from its dense twin (scsdc)")
     for key in spec.axes:
-        if key.split(".")[0] in ("name", "seed") or key == "model.width":
+        if key.split(".")[0] in ("name", "seed") or key in ("model.width",
+                                                             "sparsity.dense_width"):
             raise ConfigError(f"axis {key!r} cannot be swept here: widths come from scsdc, "
                               "seeds from seeds")
     return base
@@ -124,10 +125,13 @@ def _pair(data: dict[str, Any], dense_data: dict[str, Any], spec: StudySpec, wid
     """The (sparse, dense) configs of one cell and dense width, at seed 0. ``dense_data`` is
     the cell's config without its sparse-only overrides."""
     s = spec.scsdc
+    # An axis on one of scsdc's sparse-side keys (sparsity.init, .distribution, .matching)
+    # sweeps it: its value wins over the scsdc default (which would otherwise overwrite it).
+    side = {"sparsity.matching": s.matching, "sparsity.distribution": s.distribution,
+            "sparsity.init": s.init}
     sparse = _config(_with(data, {
         "model.width": s.sparse_width, "sparsity.dense_width": width,
-        "sparsity.matching": s.matching, "sparsity.distribution": s.distribution,
-        "sparsity.init": s.init}), 0, where)
+        **{k: v for k, v in side.items() if k not in spec.axes}}), 0, where)
     dense = _config(_with(dense_data, {"model.width": width}), 0, where)
     return sparse, dense
 
