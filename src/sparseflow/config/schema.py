@@ -148,8 +148,9 @@ class DstConfig(FrozenConfig):
     init_masker: MaskerName = Field(
         "random", description="How the initial mask is drawn (a static masker)."
     )
-    update_every: int = Field(100, ge=1, description="ΔT: training steps between mask updates.")
-    start_step: int = Field(0, ge=0, description="No update before this step.")
+    update_every: int = Field(100, ge=1, description="ΔT: optimizer steps between mask "
+                              "updates (a skipped update batch is no step).")
+    start_step: int = Field(0, ge=0, description="The first update, at this optimizer step.")
     end_fraction: float = Field(
         0.75, gt=0.0, le=1.0, description="No update after this fraction of the run's "
         "training steps (the references: 0.75)."
