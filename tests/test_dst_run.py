@@ -181,3 +181,17 @@ def test_a_run_whose_mask_changes_trains_alone() -> None:
     sizes = sorted(len(g.runs) for g in groups)
     assert sizes == [1, 1, 1, 3]
     assert {g.runs[0].config_id for g in groups if len(g.runs) == 1} == {config_id(dynamic)}
+
+
+def test_with_restore_best_the_final_mask_is_the_best_epochs(tmp_path: Path) -> None:
+    cfg = _cfg(optim={"name": "adam", "lr": 0.03}, sparsity={"dst": {"update_every": 2}},
+               train={"epochs": 12, "early_stopping": {"enabled": True, "patience": 2}})
+    res = run_experiment(cfg, tmp_path)
+    s, d = res.summary, res.run_dir
+    best, stopped = s["best_epoch"], s["epochs"]
+    ups = json.loads((d / "dst.json").read_text())["updates"]
+    assert best < stopped and any(r["epoch"] >= best for r in ups)  # the mask moved after it
+    final, weights = Mask.load(d / "mask_final.pt"), _load(d / "final.pt")
+    for n in final:  # the restored weights are zero wherever the saved final mask prunes
+        assert torch.all(weights[n][~final[n]] == 0)
+    assert s["final_layer_densities"] == pytest.approx(final.densities())

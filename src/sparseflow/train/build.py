@@ -144,7 +144,7 @@ def build_run(cfg: ExperimentConfig, data: DataBundle | None = None) -> Built:
         # First in the list: in batch mode it reads the raw gradient before masking.
         probe = build_probe(cfg, data, mask, gens["probe"])
         hooks.insert(0, probe)
-    enforcer = None
+    enforcer = dst = None
     if mask is not None:
         enforcer = MaskEnforcer(model, mask)
         enforcer.apply_to_weights()
@@ -152,8 +152,8 @@ def build_run(cfg: ExperimentConfig, data: DataBundle | None = None) -> Built:
         if cfg.sparsity.dynamic:
             # Right after the enforcer (it reads the raw gradient the enforcer keeps), before
             # L2 and decay (a skipped step applies neither).
-            hooks.append(build_dst_hook(cfg, enforcer, optimizer, model,
-                                        cfg.train.epochs * steps, probe))
+            dst = build_dst_hook(cfg, enforcer, optimizer, model, cfg.train.epochs * steps, probe)
+            hooks.append(dst)
     reg = cfg.regularization
     targets = decay_targets(model, reg.l2_on_all)
     if reg.l2 > 0:
@@ -163,6 +163,8 @@ def build_run(cfg: ExperimentConfig, data: DataBundle | None = None) -> Built:
     early = EarlyStopping(cfg.train.early_stopping) if cfg.train.early_stopping.enabled else None
     if early is not None:
         hooks.append(early)
+        if dst is not None and early.cfg.restore_best:
+            hooks.append(dst.keep_best(early))  # the best epoch's mask, for mask_final.pt
     hooks.append(StopOnDivergence())  # after early stopping: its stop reason wins
     state = TrainState(model=model, optimizer=optimizer, generators=gens,
                        epochs=cfg.train.epochs, steps_per_epoch=steps)

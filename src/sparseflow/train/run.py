@@ -267,8 +267,9 @@ def _run(cfg: ExperimentConfig, root: str | Path, *, hooks: Sequence[Any],
     if built.early is not None:
         built.early.finish(st)
     atomic_torch_save(st.model.state_dict(), run_dir / FINAL)
-    if _dst_hook(built) is not None:
-        built.mask.save(run_dir / MASK_FINAL)  # the enforcer's mask, updated in place
+    dst = _dst_hook(built)
+    if dst is not None:  # the mask of final.pt's weights (the best epoch's with restore_best)
+        Mask(dst.final_mask()).save(run_dir / MASK_FINAL)
     _write_series(run_dir, built)
     summary = _summary(cfg, built, prior + time.perf_counter() - t0, resumed)
     atomic_write_json(run_dir / SUMMARY, summary)

@@ -83,6 +83,8 @@ class DynamicSparsity:
         self.last_update = first_last_update(cfg.update_every)
         self.ever = {n: m.clone() for n, m in enforcer.mask.items()}
         self.log: list[dict[str, Any]] = []
+        #: The mask of the epoch early stopping keeps as best (see :meth:`keep_best`).
+        self.best_mask: dict[str, Tensor] | None = None
         self._due = False
         self._kept_raw = False
 
@@ -171,7 +173,8 @@ class DynamicSparsity:
         """The current mask, the ever-active union, the step counters and the update log."""
         return {"mask": {n: m.clone() for n, m in self.mask.items()},
                 "ever": {n: m.clone() for n, m in self.ever.items()},
-                "t": self.t, "last_update": self.last_update, "log": list(self.log)}
+                "t": self.t, "last_update": self.last_update, "log": list(self.log),
+                "best_mask": self.best_mask}
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         """Restore, including the enforcer's mask (in place)."""
@@ -180,6 +183,20 @@ class DynamicSparsity:
         self.ever = {n: m.to("cpu", torch.bool).clone() for n, m in sd["ever"].items()}
         self.t, self.last_update = int(sd["t"]), int(sd["last_update"])
         self.log = list(sd["log"])
+        best = sd.get("best_mask")
+        self.best_mask = None if best is None else {n: m.to("cpu") for n, m in best.items()}
+
+    def keep_best(self, early: Any) -> BestMask:
+        """A hook to place *after* early stopping with ``restore_best``: it keeps the mask of
+        the best epoch, so that the final mask matches the restored weights."""
+        return BestMask(self, early)
+
+    def final_mask(self) -> dict[str, Tensor]:
+        """The mask of the final weights: the best epoch's when early stopping restores it,
+        else the current one."""
+        if self.best_mask is not None:
+            return self.best_mask
+        return self.mask.to_dict()
 
     # Outputs ---------------------------------------------------------------------------------
     def ever_active(self) -> tuple[float, dict[str, float]]:
@@ -203,6 +220,18 @@ class DynamicSparsity:
                 "update_every": c.update_every, "drop_fraction": c.drop_fraction,
                 "drop_schedule": c.drop_schedule, "skip_update": c.skip_update,
                 "updates": self.log}
+
+
+class BestMask:
+    """Runs after early stopping's ``end_epoch``: snapshots the mask when the epoch is the best."""
+
+    def __init__(self, dst: DynamicSparsity, early: Any) -> None:
+        self.dst, self.early = dst, early
+
+    def end_epoch(self, state: Any) -> None:
+        """Keep the mask of an epoch that early stopping just made the best."""
+        if self.early.best_epoch == state.epoch and self.early.best_state is not None:
+            self.dst.best_mask = {n: m.clone() for n, m in self.dst.mask.items()}
 
 
 def _egf(result: dict[str, Any]) -> dict[str, float]:
