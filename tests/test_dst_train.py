@@ -82,15 +82,14 @@ class Checker:
                     assert torch.equal(torch.as_tensor(v), torch.as_tensor(st_before[k]))
                 continue
             old, new = self.old[name], self.mask[name]
-            grown = new & ~old
+            grown, kept = new & ~old, old & new
             assert torch.all(p[grown] == 0), "a grown weight does not start at 0"
-            same = p.detach() == before
-            # Kept weights are untouched, or restarted at 0 (dropped and regrown).
-            assert torch.all(same[old & new] | (p.detach()[old & new] == 0))
+            # Kept weights (dropped and regrown ones included) are untouched.
+            assert torch.equal(p.detach()[kept], before[kept]), f"{name}: a kept weight moved"
             for k, v in st_after.items():
                 if torch.is_tensor(v) and v.shape == p.shape:
-                    untouched = old & new & same & (before != 0)
-                    assert torch.equal(v[untouched], st_before[k][untouched]), k
+                    assert torch.equal(v[kept], st_before[k][kept]), k
+                    assert torch.all(v[grown] == 0), f"{name}: state {k} of a grown weight"
                 else:
                     assert torch.equal(torch.as_tensor(v), torch.as_tensor(st_before[k])), k
 
@@ -167,7 +166,20 @@ def test_rigl_grows_where_the_batch_gradient_is_largest() -> None:
     for n, old in seen["old"].items():
         k = drop_count(int(old.sum()), 0.3)
         new, _, grown = drop_and_grow(seen["w"][n], old, seen["grad"][n].abs(), k)
-        assert dst.log[0]["dropped"][n] == dst.log[0]["grown"][n] == k > 0
+        assert dst.log[0]["k"][n] == k > 0
+        assert dst.log[0]["dropped"][n] == dst.log[0]["grown"][n] == int((old & ~new).sum())
         assert torch.equal(built.mask[n], new)
         changed |= not torch.equal(new, old)
     assert changed
+
+
+def test_a_layer_with_every_weight_active_never_changes() -> None:
+    first = "hidden.0.linear.weight"
+    cfg = _cfg(sparsity={"layer_densities": {first: 1.0}}, optim={"name": "momentum",
+                                                                  "lr": 0.01})
+    built, checker = _train(cfg)
+    dst = _dst(built)
+    assert checker.updates > 3 and bool(built.mask[first].all())
+    assert all(r["k"][first] > 0 and r["dropped"][first] == r["grown"][first] == 0
+               for r in dst.log if r["drop_fraction"] > 0.01)
+    assert any(r["dropped"]["out.weight"] > 0 for r in dst.log)

@@ -6,9 +6,10 @@ coupled L2 and decoupled weight decay:
 
 1. optionally measure EGF (old mask, current weights);
 2. per layer: ``k = int(n_active · drop_fraction(t))``; drop/grow by
-   :func:`~sparseflow.sparsity.dst.update.drop_and_grow` with the masker's grow score; dropped
-   and grown positions restart at 0 (weight and optimizer state); the enforcer's mask is
-   rewritten in place;
+   :func:`~sparseflow.sparsity.dst.update.drop_and_grow` with the masker's grow score; the
+   positions that changed (dropped, newly grown) restart at 0 (weight and optimizer state); the
+   enforcer's mask is rewritten in place. The log records ``k`` and the net ``dropped``/``grown``
+   (``k`` minus the weights dropped and regrown at once);
 3. optionally measure EGF again (new mask, updated weights);
 4. ``skip_update``: set ``state.skip_update`` so that the loop takes no optimizer step on this
    batch (and decoupled decay is not applied); otherwise the gradient is re-masked with the new
@@ -144,21 +145,24 @@ class DynamicSparsity:
     # The update -----------------------------------------------------------------------------
     @torch.no_grad()
     def _update_layers(self, fraction: float, raw: dict[str, Tensor]) -> dict[str, Any]:
-        dropped, grown, densities = {}, {}, {}
+        scheduled, dropped, grown, densities = {}, {}, {}, {}
         for i, (name, param) in enumerate(self.enforcer.params.items()):
-            old = self.mask[name]
+            old = self.mask[name].clone()  # set_layer rewrites the mask's tensor in place
             k = drop_count(int(old.sum()), fraction)
             grad = raw.get(name)
             if self.needs_grad and grad is None:  # a layer the forward did not use
                 grad = torch.zeros_like(param)
             score = self.grow(param.detach(), grad, step_generator(self.seed, self.t, i))
-            new, drop, grow = drop_and_grow(param.detach().abs(), old, score, k)
-            restart_positions(param, self.optimizer, drop | grow)
+            new, drop, _ = drop_and_grow(param.detach().abs(), old, score, k)
+            # Only what changed restarts: a weight dropped and regrown keeps value and state.
+            restart_positions(param, self.optimizer, old ^ new)
             self.enforcer.set_layer(name, new)
             self.ever[name] |= new
-            dropped[name], grown[name] = int(drop.sum()), int(grow.sum())
+            scheduled[name] = k
+            dropped[name] = int((old & ~new).sum())
+            grown[name] = int((new & ~old).sum())
             densities[name] = int(new.sum()) / new.numel()
-        return {"dropped": dropped, "grown": grown, "densities": densities}
+        return {"k": scheduled, "dropped": dropped, "grown": grown, "densities": densities}
 
     @torch.no_grad()
     def _remask_grads(self, raw: dict[str, Tensor]) -> None:

@@ -12,10 +12,12 @@ choices of ours):
 - grow the ``k`` positions of highest grow score among those inactive *after* the drop, so a
   just-dropped weight may regrow; ties go to the lower flat index (as TF's ``top_k``);
 - the layer's active count is unchanged;
-- every dropped or grown position restarts from 0: its weight and every optimizer-state
-  tensor of the weight's shape are set to 0 (the reference resets the slots of grown
-  connections; a dropped weight must be 0 with zero state to stay pruned). A weight dropped and
-  regrown in one update counts as grown and restarts at 0 too (the reference keeps its value).
+- the positions whose state changes, ``old ^ new``, restart from 0: the weight and every
+  optimizer-state tensor of the weight's shape are set to 0 (the reference resets the slots of
+  grown connections and starts them at 0; a dropped weight must be 0 with zero state to stay
+  pruned). A weight dropped and regrown in the same update is left as it was, value and state
+  (the reference's ``reinit_when_same=False``): for it nothing changed. So a layer with every
+  weight active never changes.
 """
 
 from __future__ import annotations
