@@ -40,6 +40,7 @@ from sparseflow.sparsity.dst.schedule import (
 )
 from sparseflow.sparsity.dst.update import drop_and_grow, restart_positions
 from sparseflow.sparsity.enforce import MaskEnforcer
+from sparseflow.sparsity.mask import Mask
 
 GrowScore = Callable[[Tensor, Tensor | None, torch.Generator], Tensor]
 
@@ -90,7 +91,7 @@ class DynamicSparsity:
         self._kept_raw = False
 
     @property
-    def mask(self) -> Any:
+    def mask(self) -> Mask:
         """The current mask (the enforcer's, updated in place)."""
         return self.enforcer.mask
 
