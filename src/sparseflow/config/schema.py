@@ -139,16 +139,18 @@ class PaiConfig(FrozenConfig):
 class DstConfig(FrozenConfig):
     """Dynamic sparse training (sparsity.masker set or rigl): how the mask changes in training.
 
-    At step t the mask is updated when start_step ≤ t ≤ end step and t − last update ≥
-    update_every (the first update at start_step + update_every, as in the rigl reference);
-    each layer drops its active weights of smallest magnitude and grows as many inactive ones.
+    At optimizer step t the mask is updated when start_step ≤ t ≤ end step and t − last
+    update ≥ update_every, the last update starting at −update_every (the rigl reference: the
+    first update at start_step, then every update_every steps); each layer drops its active
+    weights of smallest magnitude and grows as many inactive ones.
     """
 
     init_masker: MaskerName = Field(
         "random", description="How the initial mask is drawn (a static masker)."
     )
-    update_every: int = Field(100, ge=1, description="ΔT: training steps between mask updates.")
-    start_step: int = Field(0, ge=0, description="No update before this step.")
+    update_every: int = Field(100, ge=1, description="ΔT: optimizer steps between mask "
+                              "updates (a skipped update batch is no step).")
+    start_step: int = Field(0, ge=0, description="The first update, at this optimizer step.")
     end_fraction: float = Field(
         0.75, gt=0.0, le=1.0, description="No update after this fraction of the run's "
         "training steps (the references: 0.75)."
@@ -169,6 +171,16 @@ class DstConfig(FrozenConfig):
         True, description="With gradflow enabled: EGF on the probe set just before and just "
         "after every mask update (stored per run; costs two probe passes per update)."
     )
+
+    @field_validator("init_masker")
+    @classmethod
+    def _static_init(cls, v: str) -> str:
+        from sparseflow.registry import MASKERS
+
+        if MASKERS.meta(v).get("kind") == "dynamic":
+            raise ValueError(f"sparsity.dst.init_masker {v!r} is dynamic; the initial mask needs "
+                             "a static masker (e.g. random, magnitude)")
+        return v
 
 
 class SparsityConfig(FrozenConfig):

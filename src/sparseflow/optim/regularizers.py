@@ -3,7 +3,8 @@
 Coupled L2 (the paper's "L2") adds λ·w to the gradient *after* the raw gradient has been read
 by probes and masked, so gradient-flow measures never include the regularization term, and the
 optimizer's adaptive statistics see it (which is what makes Adam + L2 differ from AdamW).
-Decoupled weight decay shrinks the weights before the step: w ← w − lr·wd·w.
+Decoupled weight decay shrinks the weights before the step: w ← w − lr·wd·w, and not at all
+when a hook skips the step (``state.skip_update``, a mask update of dynamic sparse training).
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ class DecoupledWeightDecay:
 
     @torch.no_grad()
     def after_backward(self, state: object) -> None:
-        """w ← w·(1 − lr·wd), with the current (scheduled) learning rate."""
+        """w ← w·(1 − lr·wd), with the current (scheduled) learning rate; nothing on a batch
+        whose optimizer step is skipped (``state.skip_update``), since decay is part of it."""
+        if getattr(state, "skip_update", False):
+            return
         lr = self.optimizer.param_groups[0]["lr"]
         for p in self.params:
             p.mul_(1.0 - lr * self.coef)

@@ -12,3 +12,6 @@ __all__ = [
     "layer_counts",
     "prunable_parameters",
 ]
+
+# Registers the dynamic maskers (set, rigl) next to the static ones.
+from sparseflow.sparsity import dst  # noqa: E402,F401

@@ -9,6 +9,10 @@ The three rules, applied by :class:`MaskEnforcer` (a training hook):
 
 With masked gradients and zero weights, every registered optimizer keeps its state at pruned
 positions at exactly zero (momentum buffers, Adam moments, Adagrad sums), which the tests check.
+
+The mask may change during training (dynamic sparse training): :meth:`MaskEnforcer.set_layer`
+rewrites one layer's mask *in place*, so every holder of the :class:`Mask` (the probe, the run)
+sees the new mask and the enforcer masks with it from then on.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class MaskEnforcer:
         self._pairs: list[tuple[str, nn.Parameter, Tensor]] = [
             (n, params[n], ~mask[n].to(params[n].device)) for n in mask
         ]
+        #: The masked parameters by name (what dynamic sparse training updates).
+        self.params: dict[str, nn.Parameter] = {n: params[n] for n in mask}
         self.keep_raw = False
         self.raw_grads: dict[str, Tensor] = {}
 
@@ -49,6 +55,21 @@ class MaskEnforcer:
         for _, p, pruned in self._pairs:
             if p.grad is not None:
                 p.grad.masked_fill_(pruned, 0.0)
+
+    @torch.no_grad()
+    def set_layer(self, name: str, active: Tensor) -> None:
+        """Replace the mask of layer ``name`` in place (same shape, bool, True = active).
+
+        Weights and optimizer state are not touched: the caller zeroes what it drops.
+        """
+        current = self.mask[name]
+        if tuple(active.shape) != tuple(current.shape):
+            raise ValueError(f"new mask of {name!r} has shape {tuple(active.shape)}, the layer "
+                             f"{tuple(current.shape)}")
+        current.copy_(active.to(current.device, torch.bool))
+        for n, _, pruned in self._pairs:
+            if n == name:
+                pruned.copy_(~current.to(pruned.device))
 
     # Hook interface (see sparseflow.train.hooks) ----------------------------------------------
     def after_backward(self, state: object) -> None:

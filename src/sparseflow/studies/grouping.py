@@ -3,7 +3,9 @@
 Runs of one group differ only in their seed (hence init, mask and data order) and their
 learning rate; everything else — model family and widths, data, optimizer, regularization,
 schedule, epochs, probe settings — is identical. Only families and settings the vectorized
-engine supports are grouped; everything else runs alone.
+engine supports are grouped; everything else runs alone. In particular a run whose mask changes
+during training (a dynamic masker: set, rigl) trains alone: the batched engine holds one fixed
+mask per member.
 """
 
 from __future__ import annotations
@@ -32,12 +34,11 @@ class RunGroup:
 
 
 def vectorizable(cfg: ExperimentConfig) -> bool:
-    """Whether the vectorized engine supports this config."""
+    """Whether the vectorized engine supports this config (never a dynamic-mask run)."""
     return (cfg.model.name in VECTORIZABLE_FAMILIES
             and not (cfg.gradflow.enabled and cfg.gradflow.probe_set == "batch")
+            and not (cfg.sparsity.is_sparse and cfg.sparsity.dynamic)
             and cfg.train.log == "none")  # the TensorBoard log is a hook of single runs
-
-
 
 
 def group_runs(runs: Sequence[PlannedRun], *, vectorize: str = "auto",

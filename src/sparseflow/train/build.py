@@ -16,8 +16,10 @@ from sparseflow.optim import CoupledL2, DecoupledWeightDecay, build_optimizer, d
 from sparseflow.registry import MODELS
 from sparseflow.scsdc import apply_init_policy, same_capacity_counts
 from sparseflow.sparsity import Mask, MaskEnforcer, draw_mask, layer_counts, prunable_parameters
+from sparseflow.sparsity.dst import initial_mask_config
 from sparseflow.train.callbacks import EarlyStopping, LRSchedule
 from sparseflow.train.divergence import StopOnDivergence
+from sparseflow.train.dst import build_dst_hook
 from sparseflow.train.probe import GradFlowProbe
 from sparseflow.train.seeding import make_generators
 from sparseflow.train.state import TrainState
@@ -112,8 +114,9 @@ def build_run(cfg: ExperimentConfig, data: DataBundle | None = None) -> Built:
     """Build data, generators, model, mask, optimizer and the standard hooks of a run.
 
     Hook order matters: the mask enforcer runs first after backward (probes may read the raw
-    gradient it stashes; the optimizer sees only masked gradients), then coupled L2, then
-    decoupled weight decay; after the step the enforcer re-masks the weights.
+    gradient it stashes; the optimizer sees only masked gradients), then dynamic sparsity (a
+    mask update), then coupled L2, then decoupled weight decay; after the step the enforcer
+    re-masks the weights.
     """
     device = resolve_device(cfg.train.device)
     if data is None:
@@ -126,21 +129,31 @@ def build_run(cfg: ExperimentConfig, data: DataBundle | None = None) -> Built:
     twin = None
     if cfg.sparsity.dense_width is not None:
         twin = dense_twin(cfg, data.input_shape, data.num_classes)
-    mask = build_mask(cfg.sparsity, model, gens["mask"], twin)
+    mask = build_mask(initial_mask_config(cfg.sparsity), model, gens["mask"], twin)
     if mask is not None:
         # Continues the init stream after the model's own init: same seed, same weights.
         init_active_weights(cfg, model, mask, twin, gens["init"])
     model.to(device)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
+    n = len(data.train)
+    bs = cfg.train.batch_size
+    steps = max(n // bs if cfg.train.drop_last else -(-n // bs), 1)
     hooks: list[Any] = [LRSchedule(cfg.optim.lr, cfg.optim.schedule)]
+    probe = None
     if cfg.gradflow.enabled:
         # First in the list: in batch mode it reads the raw gradient before masking.
-        hooks.insert(0, build_probe(cfg, data, mask, gens["probe"]))
-    enforcer = None
+        probe = build_probe(cfg, data, mask, gens["probe"])
+        hooks.insert(0, probe)
+    enforcer = dst = None
     if mask is not None:
         enforcer = MaskEnforcer(model, mask)
         enforcer.apply_to_weights()
         hooks.append(enforcer)
+        if cfg.sparsity.dynamic:
+            # Right after the enforcer (it reads the raw gradient the enforcer keeps), before
+            # L2 and decay (a skipped step applies neither).
+            dst = build_dst_hook(cfg, enforcer, optimizer, model, cfg.train.epochs * steps, probe)
+            hooks.append(dst)
     reg = cfg.regularization
     targets = decay_targets(model, reg.l2_on_all)
     if reg.l2 > 0:
@@ -150,11 +163,10 @@ def build_run(cfg: ExperimentConfig, data: DataBundle | None = None) -> Built:
     early = EarlyStopping(cfg.train.early_stopping) if cfg.train.early_stopping.enabled else None
     if early is not None:
         hooks.append(early)
+        if dst is not None and early.cfg.restore_best:
+            hooks.append(dst.keep_best(early))  # the best epoch's mask, for mask_final.pt
     hooks.append(StopOnDivergence())  # after early stopping: its stop reason wins
-    n = len(data.train)
-    bs = cfg.train.batch_size
-    steps = n // bs if cfg.train.drop_last else -(-n // bs)
     state = TrainState(model=model, optimizer=optimizer, generators=gens,
-                       epochs=cfg.train.epochs, steps_per_epoch=max(steps, 1))
+                       epochs=cfg.train.epochs, steps_per_epoch=steps)
     return Built(data=data, state=state, hooks=hooks, mask=mask, enforcer=enforcer,
                  early=early, device=device, cfg=cfg)

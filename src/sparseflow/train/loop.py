@@ -59,8 +59,10 @@ def train_epoch(state: TrainState, data: DataBundle, hooks: Sequence[Any], *,
         loss.backward()
         state.loss = loss
         call(hooks, "after_backward", state)
-        opt.step()
+        if not state.skip_update:  # a hook may skip this batch's step (dynamic sparsity)
+            opt.step()
         call(hooks, "after_step", state)
+        state.skip_update = False
         state.step += 1
         # Accumulate on-device: no host sync per step.
         loss_sum += loss.detach().double() * len(y)

@@ -3,7 +3,10 @@
 Run directory layout (``<root>/<config id>-s<seed>/``):
 
 - ``config.json``   the full resolved config, plus its id (written first);
-- ``mask.pt``       name → bool tensor (sparse runs only);
+- ``mask.pt``       name → bool tensor (sparse runs only; the initial mask of a dynamic run);
+- ``mask_final.pt`` the mask at the end of training (dynamic sparse training only);
+- ``dst.json``      dynamic sparse training: the schedule and one record per mask update
+  (rewritten atomically with every checkpoint);
 - ``checkpoint.pt`` everything needed to resume, rewritten atomically after every epoch and
   removed once the run has finished;
 - ``metrics.json``  the per-epoch series (rewritten atomically after every epoch);
@@ -43,6 +46,7 @@ from sparseflow.utils.atomic import atomic_torch_save, atomic_write_json, read_j
 CONFIG, MASK, CHECKPOINT, METRICS, GRADFLOW, FINAL, SUMMARY = (
     "config.json", "mask.pt", "checkpoint.pt", "metrics.json", "gradflow.json", "final.pt",
     "summary.json")
+MASK_FINAL, DST = "mask_final.pt", "dst.json"
 
 
 @dataclass
@@ -95,14 +99,24 @@ def save_checkpoint(run_dir: Path, built: Built) -> None:
         "generators": generator_states(st.generators),
         "hooks": {k: h.state_dict() for k, h in stateful(built.hooks).items()},
     }, run_dir / CHECKPOINT, durable=False)
-    _write_series(run_dir, st)
+    _write_series(run_dir, built)
 
 
-def _write_series(run_dir: Path, st: Any) -> None:
-    """The per-epoch metrics and the gradient-flow series (when measured) as JSON."""
+def _write_series(run_dir: Path, built: Built) -> None:
+    """The per-epoch metrics, the gradient-flow series (when measured) and the mask-update
+    series (dynamic sparse training) as JSON."""
+    st = built.state
     atomic_write_json(run_dir / METRICS, st.history)
     if "gradflow" in st.extra:
         atomic_write_json(run_dir / GRADFLOW, st.extra["gradflow"])
+    dst = _dst_hook(built)
+    if dst is not None:
+        atomic_write_json(run_dir / DST, dst.series())
+
+
+def _dst_hook(built: Built) -> Any:
+    """The run's dynamic-sparsity hook, or None."""
+    return next((h for h in built.hooks if getattr(h, "name", "") == "dst"), None)
 
 
 def _identity(built: Built) -> dict[str, Any]:
@@ -253,7 +267,10 @@ def _run(cfg: ExperimentConfig, root: str | Path, *, hooks: Sequence[Any],
     if built.early is not None:
         built.early.finish(st)
     atomic_torch_save(st.model.state_dict(), run_dir / FINAL)
-    _write_series(run_dir, st)
+    dst = _dst_hook(built)
+    if dst is not None:  # the mask of final.pt's weights (the best epoch's with restore_best)
+        Mask(dst.final_mask()).save(run_dir / MASK_FINAL)
+    _write_series(run_dir, built)
     summary = _summary(cfg, built, prior + time.perf_counter() - t0, resumed)
     atomic_write_json(run_dir / SUMMARY, summary)
     (run_dir / CHECKPOINT).unlink(missing_ok=True)

@@ -13,8 +13,11 @@ from torch import Tensor, nn
 class TrainState:
     """Everything one run's loop touches.
 
-    ``epoch`` counts completed epochs; ``step`` counts optimizer steps; ``history`` holds one
-    record (dict of floats) per completed epoch; hooks put their own per-run values in ``extra``.
+    ``epoch`` counts completed epochs; ``step`` counts training steps (batches); ``history``
+    holds one record (dict of floats) per completed epoch; hooks put their own per-run values in
+    ``extra``. A hook sets ``skip_update`` in ``after_backward`` to have the loop take no
+    optimizer step on this batch (a mask-update step of dynamic sparse training); the loop
+    clears it after the ``after_step`` hooks.
     """
 
     model: nn.Module
@@ -28,6 +31,7 @@ class TrainState:
     loss: Tensor | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     stop: bool = False
+    skip_update: bool = False
     stop_reason: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
