@@ -483,3 +483,65 @@ def test_warnings_are_not_raised_without_collapse() -> None:
         warnings.simplefilter("error", RuntimeWarning)
         built = build_run(cfg)
     assert built.mask.active() == round(0.3 * built.mask.total())
+
+
+def _random_sparsity(rng: torch.Generator) -> dict:
+    """One random PaI config: masker, budget source, distribution, first layer, pai settings."""
+    pick = lambda xs: xs[int(torch.randint(len(xs), (1,), generator=rng))]  # noqa: E731
+    sp: dict = {"masker": pick(["random", "magnitude", *SCORE_MASKERS]),
+                "pai": {"rounds": pick([1, 3, 7]), "batches": pick([1, 2]),
+                        "schedule": pick(["exponential", "linear"]), "collapse": "warn"}}
+    if pick([True, False]):
+        sp |= {"dense_width": pick([8, 16]), "matching": "total",
+               "distribution": pick(["uniform", "er", "erk", "global"])}
+    else:
+        # The first layer holds about half the weights: it fits in these budgets only.
+        sp |= {"density": pick([0.6, 0.7, 0.8]), "distribution": pick(["er", "erk", "global"]),
+               "dense_first_layer": pick([True, False])}
+    return sp
+
+
+def test_invariants_on_a_random_sample_of_configs() -> None:
+    rng = torch.Generator().manual_seed(2024)
+    for _ in range(14):
+        sp = _random_sparsity(rng)
+        model = {"batchnorm": bool(torch.randint(2, (1,), generator=rng))}
+        cfg = build_config(tiny(sparsity=sp, model=model, regularization={"dropout": 0.1}))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # collapse: warn is allowed here
+            built = build_run(cfg)
+        mask, weights = built.mask, dict(built.state.model.named_parameters())
+        names = list(mask)
+        if "dense_width" in sp:
+            twin = dense_twin(cfg, built.data.input_shape, built.data.num_classes)
+            budget = sum(p.numel() for n, p in twin.named_parameters() if n in mask)
+        else:
+            budget = round(sp["density"] * mask.total())
+        assert mask.active() == budget, sp  # the budget is conserved exactly
+        if sp.get("dense_first_layer"):
+            assert mask.density(names[0]) == 1.0, sp
+        assert all(torch.all(weights[n].detach()[~mask[n]] == 0) for n in names), sp
+        assert all(p.grad is None for p in built.state.model.parameters()), sp
+        fresh = make_generators(cfg.seed)
+        for stream in ("data", "dropout", "augment"):  # probe: drawn by the probe itself
+            assert torch.equal(built.state.generators[stream].get_state(),
+                               fresh[stream].get_state()), (sp, stream)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            again = build_run(cfg)
+        assert all(torch.equal(mask[n], again.mask[n]) for n in names), sp
+
+
+def test_a_dynamic_masker_starts_from_its_init_masker() -> None:
+    if "test_dynamic" not in MASKERS:
+        MASKERS.register("test_dynamic", kind="dynamic")(lambda: None)
+    cfg = SparsityConfig(masker="test_dynamic", density=0.3, distribution="global",
+                         dst={"init_masker": "magnitude"})
+    model = _mlp()
+    mask = build_mask(cfg, model, torch.Generator())
+    params = {n: p.detach() for n, p in model.named_parameters() if n in mask}
+    expected = draw_budget_mask("magnitude", params, _budget(model, 0.3, True), torch.Generator())
+    assert all(torch.equal(mask[n], expected[n]) for n in mask)
+    loop = SparsityConfig(masker="test_dynamic", density=0.3, dst={"init_masker": "test_dynamic"})
+    with pytest.raises(ConfigError, match="init_masker 'test_dynamic' is itself dynamic"):
+        build_mask(loop, model, torch.Generator())
