@@ -19,18 +19,10 @@ from torch import Tensor
 from sparseflow.errors import ConfigError
 from sparseflow.registry import MASKERS
 from sparseflow.sparsity.mask import Mask
-from sparseflow.sparsity.selection import Budget, select
+from sparseflow.sparsity.selection import Budget, keep_top, select
 
-
-def _keep_top(scores: Tensor, k: int) -> Tensor:
-    """Bool tensor (shape of ``scores``) with True at the k largest scores; ties by index."""
-    flat = scores.reshape(-1)
-    # topk on a stable sort key: ties broken by lower index, so results do not depend on
-    # the sort implementation.
-    order = torch.sort(flat, descending=True, stable=True).indices[:k]
-    keep = torch.zeros(flat.numel(), dtype=torch.bool)
-    keep[order] = True
-    return keep.reshape(scores.shape)
+# One top-k for every masker: ties by lower index (see selection.keep_top).
+_keep_top = keep_top
 
 
 @MASKERS.register("random")

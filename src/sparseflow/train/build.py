@@ -199,6 +199,10 @@ class Built:
 def build_run(cfg: ExperimentConfig, data: DataBundle | None = None) -> Built:
     """Build data, generators, model, mask, optimizer and the standard hooks of a run.
 
+    A sparse run's weights and mask come in three steps: the init policy draws every prunable
+    weight in full (init stream), the masker chooses the mask (mask stream; score maskers see
+    the drawn weights, on the data's device), the policy scales and zeroes.
+
     Hook order matters: the mask enforcer runs first after backward (probes may read the raw
     gradient it stashes; the optimizer sees only masked gradients), then coupled L2, then
     decoupled weight decay; after the step the enforcer re-masks the weights.
