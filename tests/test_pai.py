@@ -40,6 +40,12 @@ from tests.conftest import tiny
 SCORE_MASKERS = ["snip", "grasp", "synflow"]
 
 
+def _register(monkeypatch, name: str, fn, **meta: object) -> None:
+    """Register a test masker for one test only (the registry is restored afterwards)."""
+    monkeypatch.setitem(MASKERS._items, name, fn)
+    monkeypatch.setitem(MASKERS._meta, name, dict(meta))
+
+
 # Fixtures: tiny models and data ------------------------------------------------------------
 def _bundle(input_shape: tuple[int, ...], n: int = 40, classes: int = 3,
             seed: int = 0) -> DataBundle:
@@ -294,11 +300,12 @@ def test_static_maskers_under_a_global_budget() -> None:
                           atol=0.03)
 
 
-def test_a_per_layer_masker_cannot_choose_global_densities() -> None:
-    @MASKERS.register("test_per_layer_only")
+def test_a_per_layer_masker_cannot_choose_global_densities(monkeypatch) -> None:
     def _only(params, counts, generator):  # pragma: no cover - never reached
         """A per-layer masker (test)."""
         raise AssertionError
+
+    _register(monkeypatch, "test_per_layer_only", _only)
 
     model = _mlp()
     params = {n: p.detach() for n, p in model.named_parameters() if n in _names(model)}
@@ -321,14 +328,14 @@ def test_layer_collapse_error_names_the_layer_and_the_fix() -> None:
         build_mask(cfg, _collapsing_model(), torch.Generator())
 
 
-def test_layer_collapse_warn_trains_and_the_summary_lists_the_layers(tmp_path) -> None:
+def test_layer_collapse_warn_trains_and_the_summary_lists_the_layers(tmp_path,
+                                                                     monkeypatch) -> None:
     cfg = SparsityConfig(masker="magnitude", density=0.3, distribution="global",
                          pai={"collapse": "warn"})
     with pytest.warns(RuntimeWarning, match="'4.weight'"):
         mask = build_mask(cfg, _collapsing_model(), torch.Generator())
     assert mask.active("4.weight") == 0
 
-    @MASKERS.register("test_collapse", kind="score")
     def _collapse(ctx: ScoreContext) -> Mask:
         """Keeps nothing in the output layer (test)."""
         return Mask({n: torch.ones(s, dtype=torch.bool) if n != "out.weight" else
@@ -336,6 +343,7 @@ def test_layer_collapse_warn_trains_and_the_summary_lists_the_layers(tmp_path) -
                      ((n, p.shape) for n, p in ctx.model.named_parameters()
                       if n in ctx.budget.sizes)})
 
+    _register(monkeypatch, "test_collapse", _collapse, kind="score")
     exp = build_config(tiny(sparsity={"masker": "test_collapse", "density": 0.5,
                                       "pai": {"collapse": "warn"}}, train={"epochs": 1}))
     with pytest.warns(RuntimeWarning, match="'out.weight'"):
@@ -532,9 +540,11 @@ def test_invariants_on_a_random_sample_of_configs() -> None:
         assert all(torch.equal(mask[n], again.mask[n]) for n in names), sp
 
 
-def test_a_dynamic_masker_starts_from_its_init_masker() -> None:
-    if "test_dynamic" not in MASKERS:
-        MASKERS.register("test_dynamic", kind="dynamic")(lambda: None)
+def test_a_dynamic_masker_starts_from_its_init_masker(monkeypatch) -> None:
+    def _dynamic() -> None:  # pragma: no cover - never called here
+        """A dynamic masker (test)."""
+
+    _register(monkeypatch, "test_dynamic", _dynamic, kind="dynamic")
     cfg = SparsityConfig(masker="test_dynamic", density=0.3, distribution="global",
                          dst={"init_masker": "magnitude"})
     model = _mlp()
