@@ -81,8 +81,8 @@ def test_layers_in_one_model_only_are_named() -> None:
 def test_unknown_matching_or_distribution() -> None:
     with pytest.raises(ConfigError, match="per_layer, total"):
         same_capacity_counts(mlp(30), mlp(20), matching="global")
-    with pytest.raises(ConfigError, match="uniform, erk"):
-        same_capacity_counts(mlp(30), mlp(20), matching="total", distribution="er")
+    with pytest.raises(ConfigError, match="uniform, er, erk, global"):
+        same_capacity_counts(mlp(30), mlp(20), matching="total", distribution="erx")
 
 
 @pytest.mark.parametrize("distribution", ["uniform", "erk"])

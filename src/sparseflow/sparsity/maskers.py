@@ -3,7 +3,10 @@
 Every masker has the signature ``masker(params, counts, generator) -> Mask`` where ``params``
 maps prunable weight names to tensors (the model's initial weights) and ``counts`` maps each
 name to the exact number of weights to keep. Layer-wise maskers honour ``counts`` exactly;
-``global_magnitude`` honours only their sum (one global budget), which is its point.
+``global_magnitude`` honours only their sum (one global budget), which is its point. Under
+``distribution: global`` (:func:`draw_budget_mask`) random draws uniformly over all ranked
+weights and magnitude ranks |w| over all of them. Score-based maskers (snip, grasp, synflow)
+take a :class:`~sparseflow.sparsity.scoring.ScoreContext` instead (``kind="score"``).
 """
 
 from __future__ import annotations
@@ -16,17 +19,10 @@ from torch import Tensor
 from sparseflow.errors import ConfigError
 from sparseflow.registry import MASKERS
 from sparseflow.sparsity.mask import Mask
+from sparseflow.sparsity.selection import Budget, keep_top, select
 
-
-def _keep_top(scores: Tensor, k: int) -> Tensor:
-    """Bool tensor (shape of ``scores``) with True at the k largest scores; ties by index."""
-    flat = scores.reshape(-1)
-    # topk on a stable sort key: ties broken by lower index, so results do not depend on
-    # the sort implementation.
-    order = torch.sort(flat, descending=True, stable=True).indices[:k]
-    keep = torch.zeros(flat.numel(), dtype=torch.bool)
-    keep[order] = True
-    return keep.reshape(scores.shape)
+# One top-k for every masker: ties by lower index (see selection.keep_top).
+_keep_top = keep_top
 
 
 @MASKERS.register("random")
@@ -98,3 +94,43 @@ def draw_mask(masker: str, params: Mapping[str, Tensor], counts: Mapping[str, in
               generator: torch.Generator) -> Mask:
     """Look up ``masker`` by name and draw a mask with the given per-layer counts."""
     return MASKERS.get(masker)(params, counts, generator)
+
+
+def _global_random(params: Mapping[str, Tensor], budget: Budget,
+                   generator: torch.Generator) -> Mask:
+    """Uniformly random over all ranked weights together: ``budget.ranked_total`` of them."""
+    ranked = budget.ranked
+    perm = torch.randperm(sum(params[n].numel() for n in ranked), generator=generator)
+    scores = torch.zeros(perm.numel(), dtype=torch.float64)
+    scores[perm[: budget.ranked_total]] = 1.0  # the kept positions score 1, the rest 0
+    out, start = {}, 0
+    for n in budget.sizes:
+        if n in budget.dense:
+            out[n] = torch.ones(params[n].shape, dtype=torch.float64)
+            continue
+        size = params[n].numel()
+        out[n] = scores[start:start + size].reshape(params[n].shape)
+        start += size
+    return select(out, budget)
+
+
+def draw_budget_mask(masker: str, params: Mapping[str, Tensor], budget: Budget,
+                     generator: torch.Generator) -> Mask:
+    """A static masker's mask under ``budget``: its per-layer counts, or one global total.
+
+    Per-layer budgets call the masker with the counts (:func:`draw_mask`). A global budget has
+    no counts: ``random`` draws uniformly over all ranked weights, ``magnitude`` and
+    ``global_magnitude`` keep the largest |w| over them; other maskers cannot choose layer
+    densities (ConfigError).
+    """
+    if not budget.is_global:
+        assert budget.counts is not None
+        return draw_mask(masker, params, budget.counts, generator)
+    if masker == "random":
+        return _global_random(params, budget, generator)
+    if masker in ("magnitude", "global_magnitude"):
+        return select({n: params[n].detach().abs().cpu() for n in budget.sizes}, budget)
+    raise ConfigError(f"masker {masker!r} keeps per-layer counts and cannot choose the layer "
+                      "densities of distribution=global; use sparsity.distribution uniform, er "
+                      "or erk, or a masker that ranks all layers (random, magnitude, snip, "
+                      "grasp, synflow)")

@@ -57,7 +57,9 @@ class ScsdcSpec(FrozenConfig):
         None, description="Dense widths as fractions of W_S (the paper: 0.1 … 0.9)."
     )
     matching: Literal["per_layer", "total"] = Field("per_layer", description="See sparsity.")
-    distribution: Literal["uniform", "erk"] = Field("uniform", description="See sparsity.")
+    distribution: Literal["uniform", "er", "erk", "global"] = Field(
+        "uniform", description="See sparsity (global: the masker chooses the layer-wise "
+        "densities).")
     init: Literal["dense", "sparse_fanin", "layer_scaled", "standard"] = Field(
         "dense", description="Init policy of the sparse runs (the paper: dense)."
     )

@@ -11,11 +11,26 @@ from torch import nn
 
 from sparseflow.config.schema import ExperimentConfig, SparsityConfig
 from sparseflow.data import DataBundle, load_data
+from sparseflow.errors import ConfigError
 from sparseflow.models import build_model, fans, set_dropout_generator
 from sparseflow.optim import CoupledL2, DecoupledWeightDecay, build_optimizer, decay_targets
-from sparseflow.registry import MODELS
-from sparseflow.scsdc import apply_init_policy, same_capacity_counts
-from sparseflow.sparsity import Mask, MaskEnforcer, draw_mask, layer_counts, prunable_parameters
+from sparseflow.registry import MASKERS, MODELS
+from sparseflow.scsdc import (
+    draw_init_policy,
+    plan_budget,
+    same_capacity_counts,
+    scale_init_policy,
+)
+from sparseflow.sparsity import (
+    Budget,
+    Mask,
+    MaskEnforcer,
+    ScoreContext,
+    check_collapse,
+    draw_budget_mask,
+    layer_counts,
+    prunable_parameters,
+)
 from sparseflow.sparsity.dst import initial_mask_config
 from sparseflow.train.callbacks import EarlyStopping, LRSchedule
 from sparseflow.train.divergence import StopOnDivergence
@@ -45,37 +60,98 @@ def dense_twin(cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes:
                                          cfg.regularization.dropout)
 
 
-def build_mask(cfg: SparsityConfig, model: nn.Module, generator: torch.Generator,
-               twin: nn.Module | None = None) -> Mask | None:
-    """Draw the run's mask (None for a dense run) with exact per-layer counts.
+def _uses_budget_split(cfg: SparsityConfig) -> bool:
+    """True when one budget is spread by ``distribution`` / ``dense_first_layer``."""
+    return cfg.distribution != "uniform" or cfg.dense_first_layer
 
-    With ``cfg.dense_width`` the counts come from the dense ``twin`` (SC-SDC matching);
-    otherwise from the density / per-layer settings. Magnitude maskers rank the model's
-    weights as initialized.
+
+def mask_budget(cfg: SparsityConfig, params: dict[str, torch.Tensor],
+                twin: nn.Module | None, model: nn.Module) -> Budget:
+    """The :class:`~sparseflow.sparsity.Budget` of a sparse run's mask.
+
+    - ``dense_width`` + ``per_layer``: each layer keeps its twin layer's count (the paper);
+    - ``dense_width`` + ``total``: the twin's total, spread by ``distribution`` (+ the dense
+      first layer);
+    - one ``density`` with a non-uniform distribution or ``dense_first_layer``: the budget
+      ``round(density · Σ numel)`` spread the same way;
+    - otherwise per-layer ``round(density · numel)`` (at least 1) or the given per-layer
+      densities/counts, exactly as always.
+    """
+    sizes = {n: p.numel() for n, p in params.items()}
+    shapes = {n: tuple(p.shape) for n, p in params.items()}
+    if cfg.dense_width is not None:
+        if twin is None:
+            raise ValueError("sparsity.dense_width needs the dense twin to count its weights")
+        # per_layer counts also check that every twin layer fits in its sparse layer.
+        per_layer = same_capacity_counts(model, twin, "per_layer")
+        if cfg.matching == "per_layer":
+            return Budget.per_layer(sizes, per_layer)
+        return plan_budget(shapes, sum(per_layer.values()), cfg.distribution,
+                           cfg.dense_first_layer)
+    if _uses_budget_split(cfg) and not (cfg.layer_densities or cfg.layer_counts):
+        budget = round(cfg.density * sum(sizes.values()))
+        return plan_budget(shapes, budget, cfg.distribution, cfg.dense_first_layer)
+    return Budget.per_layer(sizes, layer_counts(params, cfg.density, cfg.layer_densities,
+                                                cfg.layer_counts))
+
+
+def build_mask(cfg: SparsityConfig, model: nn.Module, generator: torch.Generator,
+               twin: nn.Module | None = None, *, data: DataBundle | None = None,
+               batch_size: int | None = None) -> Mask | None:
+    """Choose the run's mask (None for a dense run) under its budget.
+
+    The budget (:func:`mask_budget`) gives exact per-layer counts, or one global total for
+    ``distribution: global``. Static maskers draw from ``generator`` (random) or rank the
+    model's weights (magnitude); score maskers (snip, grasp, synflow) score the model on the
+    data's device with scoring batches from ``generator`` (``batch_size`` = the run's
+    ``train.batch_size`` unless ``sparsity.pai.batch_size``). The model's weights must already
+    be the drawn ones (:func:`draw_initial_weights`); the model is not changed. A layer left
+    with no active weight follows ``sparsity.pai.collapse``.
     """
     if not cfg.is_sparse:
         return None
     params = {n: p.detach() for n, p in prunable_parameters(model).items()}
-    if cfg.dense_width is not None:
-        if twin is None:
-            raise ValueError("sparsity.dense_width needs the dense twin to count its weights")
-        counts = same_capacity_counts(model, twin, cfg.matching, cfg.distribution)
+    budget = mask_budget(cfg, params, twin, model)
+    name = initial_mask_config(cfg).masker  # a dynamic masker's initial mask
+    if MASKERS.meta(name).get("kind") == "score":
+        if data is None:
+            raise ConfigError(f"masker {name!r} scores the model on the run's data; build the "
+                              "mask with the data bundle")
+        device = data.train.x.device  # where training will run
+        ctx = ScoreContext(model=model, budget=budget, data=data, input_shape=data.input_shape,
+                           pai=cfg.pai, batch_size=cfg.pai.batch_size or batch_size or 0,
+                           generator=generator, device=device)
+        mask = MASKERS.get(name)(ctx)
     else:
-        counts = layer_counts(params, cfg.density, cfg.layer_densities, cfg.layer_counts)
-    return draw_mask(cfg.masker, params, counts, generator)
+        mask = draw_budget_mask(name, params, budget, generator)
+    check_collapse(mask, cfg.pai.collapse, name)
+    return mask
 
 
-def init_active_weights(cfg: ExperimentConfig, model: nn.Module, mask: Mask,
-                        twin: nn.Module | None, generator: torch.Generator) -> None:
-    """Re-draw the active weights by the init policy in force (no-op for 'standard')."""
-    policy = cfg.sparsity.init_policy
-    if policy == "standard":
-        return
-    dense_fans = None
-    if twin is not None:
-        dense_fans = {n: fans(p) for n, p in prunable_parameters(twin).items()}
-    apply_init_policy(policy, model, mask, init=cfg.model.init, generator=generator,
-                      dense_fans=dense_fans)
+def twin_fans(twin: nn.Module | None) -> dict[str, tuple[int, int]] | None:
+    """The dense twin's ``(fan_in, fan_out)`` per prunable layer (None without a twin)."""
+    if twin is None:
+        return None
+    return {n: fans(p) for n, p in prunable_parameters(twin).items()}
+
+
+def draw_initial_weights(cfg: ExperimentConfig, model: nn.Module, twin: nn.Module | None,
+                         generator: torch.Generator) -> None:
+    """Step 1 of the init policy, before the mask: draw every prunable weight in full.
+
+    Mask-independent and from the init stream right after the model's own init, so the random
+    masker's runs draw exactly what they always drew; scoring maskers see these weights.
+    """
+    draw_init_policy(cfg.sparsity.init_policy, model, init=cfg.model.init, generator=generator,
+                     dense_fans=twin_fans(twin))
+
+
+def scale_active_weights(cfg: ExperimentConfig, model: nn.Module, mask: Mask,
+                         twin: nn.Module | None) -> dict[str, float]:
+    """Step 2 of the init policy, after the mask: its factors, pruned weights zeroed; returns
+    the std of each layer's active weights."""
+    return scale_init_policy(cfg.sparsity.init_policy, model, mask, init=cfg.model.init,
+                             dense_fans=twin_fans(twin))
 
 
 def build_probe(cfg: ExperimentConfig, data: DataBundle, mask: Mask | None,
@@ -113,6 +189,10 @@ class Built:
 def build_run(cfg: ExperimentConfig, data: DataBundle | None = None) -> Built:
     """Build data, generators, model, mask, optimizer and the standard hooks of a run.
 
+    A sparse run's weights and mask come in three steps: the init policy draws every prunable
+    weight in full (init stream), the masker chooses the mask (mask stream; score maskers see
+    the drawn weights, on the data's device), the policy scales and zeroes.
+
     Hook order matters: the mask enforcer runs first after backward (probes may read the raw
     gradient it stashes; the optimizer sees only masked gradients), then dynamic sparsity (a
     mask update), then coupled L2, then decoupled weight decay; after the step the enforcer
@@ -129,10 +209,13 @@ def build_run(cfg: ExperimentConfig, data: DataBundle | None = None) -> Built:
     twin = None
     if cfg.sparsity.dense_width is not None:
         twin = dense_twin(cfg, data.input_shape, data.num_classes)
-    mask = build_mask(initial_mask_config(cfg.sparsity), model, gens["mask"], twin)
+    if cfg.sparsity.is_sparse:
+        # draw (init stream, after the model's own init) → choose the mask → scale + zero.
+        draw_initial_weights(cfg, model, twin, gens["init"])
+    mask = build_mask(cfg.sparsity, model, gens["mask"], twin, data=data,
+                      batch_size=cfg.train.batch_size)
     if mask is not None:
-        # Continues the init stream after the model's own init: same seed, same weights.
-        init_active_weights(cfg, model, mask, twin, gens["init"])
+        scale_active_weights(cfg, model, mask, twin)
     model.to(device)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
     n = len(data.train)

@@ -186,6 +186,11 @@ def summary_record(cfg: ExperimentConfig, *, final: dict[str, float], epochs: in
         "prunable_weights": mask.total() if mask is not None else None,
         "active_weights": mask.active() if mask is not None else None,
         "density": mask.density() if mask is not None else 1.0,
+        # The profile of the mask training started with (what a PaI method chose); layers
+        # with no active weight are listed (sparsity.pai.collapse: warn lets them train).
+        "layer_densities": mask.densities() if mask is not None else None,
+        "collapsed_layers": ([n for n in mask if mask.active(n) == 0]
+                             if mask is not None else None),
         "dataset": {"name": data.name, "source": data.source, "train": len(data.train),
                     "val": len(data.val), "test": len(data.test)},
         "versions": {"sparseflow": __version__, "torch": torch.__version__,
