@@ -14,7 +14,7 @@ from pathlib import Path
 from sparseflow.errors import ConfigError
 from sparseflow.registry import unknown_name_message
 
-PRESETS = ("bn", "ewma", "activations", "correlation")
+PRESETS = ("bn", "ewma", "activations", "correlation", "dst_bn")
 SCALES = ("cpu", "full")
 
 
