@@ -22,6 +22,9 @@ def test_every_preset_expands(name: str, scale: str) -> None:
     counts = plan.counts()
     assert counts["pairs"] == counts["sparse_runs"] > 0
     axes = plan.spec.axes
+    if name == "dst_bn":
+        _check_dst_bn(plan, scale)
+        return
     assert "optim.name" in axes
     if scale == "full":
         assert plan.spec.scsdc.sparse_width == 3076
@@ -32,6 +35,22 @@ def test_every_preset_expands(name: str, scale: str) -> None:
         assert plan.spec.base["data"]["name"] == "fashion_mnist"
         if name != "correlation":  # Wilcoxon needs ≥ 5 pairs per cell
             assert len(plan.spec.scsdc.widths()) * len(plan.spec.seed_list()) >= 5
+
+
+def _check_dst_bn(plan, scale: str) -> None:
+    """The method × (optimizer, BN) design, every method paired with the same dense twins."""
+    spec = plan.spec
+    assert spec.axes["sparsity.masker"] == ["random", "snip", "synflow", "set", "rigl"]
+    assert spec.variants == ["MOM", "MOM_BN", "ADAM", "ADAM_BN"]
+    counts = plan.counts()
+    assert counts["dense_runs"] * 5 == counts["sparse_runs"]  # one twin for the 5 methods
+    assert spec.scsdc.matching == "per_layer"
+    if scale == "full":
+        assert spec.scsdc.sparse_width == 3076
+        assert spec.scsdc.widths() == [308, 923, 1538, 2153, 2768]
+    else:
+        assert spec.base["data"]["name"] == "fashion_mnist"
+        assert len(spec.scsdc.widths()) * len(spec.seed_list()) >= 5
 
 
 def test_bn_preset_is_the_papers_table() -> None:
