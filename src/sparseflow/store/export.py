@@ -59,6 +59,9 @@ COLUMN_DOCS: dict[str, str] = {
     "diverged": "whether the run diverged (a non-finite training loss; false otherwise)",
     "density": "fraction of prunable weights active (1.0 for dense runs)",
     "active_weights": "number of active prunable weights (empty for dense runs)",
+    "mask_updates": "dynamic sparse training: mask updates made (empty for a fixed mask)",
+    "ever_active": "dynamic sparse training: fraction of prunable weights active at any time "
+                   "in training (empty for a fixed mask)",
     "gradflow_points": "number of gradient-flow probe points reached (the averages skip "
                        "non-finite ones)",
     "duration_s": "training wall-clock seconds (summed over resumed parts)",
@@ -70,7 +73,7 @@ RESULTS: tuple[str, ...] = (
     "test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_accuracy", "train_loss",
     "egf1", "egf2", "gf1", "gf2", "gf1_masked", "gf2_masked", "egf1_per_weight",
     "egf2_per_weight", "epochs", "best_epoch", "stopped_early", "diverged", "density",
-    "active_weights", "gradflow_points",
+    "active_weights", "mask_updates", "ever_active", "gradflow_points",
 )
 TAIL: tuple[str, ...] = ("duration_s", "error")
 FIXED = frozenset((*IDENTITY, "status", *RESULTS, *TAIL))
@@ -82,7 +85,7 @@ FORMATS: tuple[str, ...] = ("csv", "parquet")
 TYPES: dict[str, str] = {
     **dict.fromkeys(("run_id", "run_key", "kind", "pair_id", "status", "error"), "str"),
     **dict.fromkeys(("sparse_width", "dense_width", "seed", "epochs", "best_epoch",
-                     "active_weights", "gradflow_points"), "int"),
+                     "active_weights", "mask_updates", "gradflow_points"), "int"),
     **dict.fromkeys(("stopped_early", "diverged"), "bool"),
 }
 TYPES.update({c: "float" for c in FIXED if c not in TYPES})
