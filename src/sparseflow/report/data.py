@@ -21,7 +21,7 @@ from sparseflow.analysis.tables import default_axes, is_diverged
 from sparseflow.report.errors import ReportError
 from sparseflow.store import StoreError, StudyStore
 from sparseflow.store.export import RESULTS
-from sparseflow.store.pairing import sparse_only_axes
+from sparseflow.store.pairing import freeze, sparse_only_axes
 from sparseflow.store.scope import plan_scope
 from sparseflow.utils.fmt import human_duration
 
@@ -33,15 +33,6 @@ METRICS: tuple[str, ...] = tuple(
 )  # fmt: skip
 #: Keys that are no swept axis but may still be a table's rows or columns (as `study tests`).
 PLAIN_KEYS: tuple[str, ...] = ("dense_width", "seed")
-
-
-def freeze(value: Any) -> Any:
-    """A hashable form of an axis value (lists → tuples), as ``pvalue_table`` keys cells."""
-    if isinstance(value, list | tuple):
-        return tuple(freeze(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
-    return value
 
 
 def label(value: Any) -> str:
