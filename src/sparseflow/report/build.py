@@ -6,8 +6,11 @@ image), ``<name>.pdf`` (7 in wide, a two-column paper's full width) and ``<name>
 (3.5 in, one column), in :func:`figure_dir`: ``DIR/report/`` for the default page, else
 ``<stem>_files/`` next to the page, so that a second report never overwrites the first one's
 figures. The figures, in page order: ``<metric>_vs_width``, ``<metric>_difference``,
-``curves_grid``, ``curves``, ``egf2_vs_width``, ``egf2_training``, ``egf2_per_layer`` and
-``kendall_by_width`` (each drawn once, also when ``metric`` is ``egf2``).
+``curves_grid``, ``curves``, ``egf2_vs_width``, ``egf2_training``, ``egf2_mask_updates`` (only
+with dynamic-masker runs), ``egf2_per_layer``, ``layer_density_profile`` (only when a mask method
+chose its own layer-wise densities) and ``kendall_by_width`` (each drawn once, also when
+``metric`` is ``egf2``). A study with a sparse-only axis (``sparsity.masker``, ...) that
+includes ``random`` also gets a method-vs-baseline p-value table: each value against random.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparseflow.analysis import CORRECTIONS, TESTS, kendall_table, pvalue_table
+from sparseflow.analysis import CORRECTIONS, TESTS, PValueTable, kendall_table, pvalue_table
 from sparseflow.analysis.correlation import kendall_by_group
 from sparseflow.report import data as d
 from sparseflow.report import figures, html
@@ -32,6 +35,14 @@ from sparseflow.report.series import (
     metric_axis,
     width_figure,
 )
+from sparseflow.report.series_masks import (
+    MASKER_AXIS,
+    layer_density_figure,
+    mask_updates_figure,
+    masker_name,
+    method_key,
+    profiles_differ,
+)
 from sparseflow.report.series_runs import (
     curve_grid_figure,
     curves_figure,
@@ -42,6 +53,8 @@ from sparseflow.utils.atomic import atomic_write_bytes, write_output
 
 REPORT_DIR = "report"
 HTML_NAME = "report.html"
+#: The mask method every other value of a sparse-only axis is tested against.
+BASELINE = "random"
 
 
 @dataclass(frozen=True)
@@ -89,10 +102,43 @@ def _titled(text: str) -> str:
     return f"{text[0].upper()}{text[1:]}"
 
 
+def _mask_colors(study: d.StudyData, series: Sequence[d.RunSeries], key: str | None
+                 ) -> dict[str, str]:
+    """Colour of each mask method: by position in the ``key`` axis (as variants are), then
+    any dynamic masker met only in the runs' ``dst.json``."""
+    names = [d.label(v) for v in study.values(key)] if key else []
+    names += [m for m in dict.fromkeys(masker_name(s) for s in series if s.dst is not None)
+              if m not in names]
+    return value_colors(names)
+
+
+def _mask_figures(study: d.StudyData, series: Sequence[d.RunSeries], narrowest: int
+                  ) -> tuple[list[tuple[str, FigureData]], list[tuple[str, FigureData]], str]:
+    """The figures of the mask methods: (EGF at the mask updates, after egf2_training),
+    (the layer-wise density profile, after egf2_per_layer), and the one line said instead of
+    the profile when every method kept the same per-layer densities ("" otherwise)."""
+    key = method_key(study)
+    masker_key = MASKER_AXIS if MASKER_AXIS in study.axes else None
+    updates = mask_updates_figure(study, series, _mask_colors(study, series, masker_key),
+                                  name="egf2_mask_updates")
+    first = [("EGF at the mask updates of dynamic sparse training", updates)] if updates else []
+    if key is None:
+        return first, [], ""
+    if not profiles_differ(study, series, key):
+        return first, [], (f"Every {key} value gave the initial masks the same per-layer "
+                           "densities (the per-layer counts were fixed by the matching), so "
+                           "no layer-wise density profile is drawn.")
+    profile = layer_density_figure(study, series, narrowest, key,
+                                   _mask_colors(study, series, key),
+                                   name="layer_density_profile")
+    return first, [("Layer-wise density of the initial mask", profile)], ""
+
+
 def _figures(study: d.StudyData, metric: str, rows: str, cols: str, test: str,
              curve_cell: dict[str, Any], kendall: Any, by_width: Any
-             ) -> list[tuple[str, FigureData]]:
-    """(section heading, figure data) of every figure, in page order, each name once."""
+             ) -> tuple[list[tuple[str, FigureData]], str]:
+    """(section heading, figure data) of every figure, in page order, each name once; and the
+    line said instead of the layer-wise density profile ("" when drawn or not applicable)."""
     finished = study.finished
     panel_key, color_key = d.figure_keys(study, rows, cols)
     colors = value_colors([d.label(v) for v in study.values(color_key)])
@@ -105,6 +151,7 @@ def _figures(study: d.StudyData, metric: str, rows: str, cols: str, test: str,
     cell_width = max(int(r["dense_width"]) for r in d.cell_runs(study, curve_cell))
     cell_runs = [s for s in series if int(s.row["dense_width"]) == cell_width
                  and all(d.freeze(s.row.get(k)) == v for k, v in curve_cell.items())]
+    updates, profile, no_profile = _mask_figures(study, series, narrowest)
     out = [
         (f"{_titled(ylabel.removesuffix(' (log scale)'))} against dense width", width_figure(
             study, metric, panel_key, color_key, colors, name=f"{metric}_vs_width",
@@ -129,9 +176,11 @@ def _figures(study: d.StudyData, metric: str, rows: str, cols: str, test: str,
          egf_training_figure(study, series,
                              value_colors([d.label(v) for v in study.values("variant")]),
                              name="egf2_training")),
+        *updates,
         # The narrowest twin pairs with the sparsest net: where sparse and dense layers differ.
         ("Gradient flow per layer", per_layer_figure(study, series, narrowest, color_key,
                                                      colors, name="egf2_per_layer")),
+        *profile,
         ("Kendall τ within each dense width", kendall_width_figure(kendall, by_width,
                                                                    name="kendall_by_width")),
     ]
@@ -141,7 +190,53 @@ def _figures(study: d.StudyData, metric: str, rows: str, cols: str, test: str,
         if fd.name not in seen:
             seen.add(fd.name)
             unique.append((heading, fd))
-    return unique
+    return unique, no_profile
+
+
+def baseline_axes(study: d.StudyData) -> list[str]:
+    """The sparse-only axes whose values include :data:`BASELINE` and at least one other."""
+    return [a for a in study.sparse_only
+            if BASELINE in study.values(a) and len(study.values(a)) > 1]
+
+
+def _baseline_cols(axis: str, rows: str, cols: str) -> str:
+    """The columns of a baseline table on ``axis``: the main table's other key."""
+    if cols != axis:
+        return cols
+    return rows if rows != axis else "dense_width"
+
+
+def baseline_tables(study: d.StudyData, metric: str, rows: str, cols: str, test: str,
+                    correction: str, alpha: float) -> list[tuple[str, PValueTable | str]]:
+    """(axis, table) of each method-vs-baseline table (:func:`baseline_axes`): every other
+    value of the axis against ``random``, sparse runs on both sides, paired on dense width,
+    seed and every other axis; H1 the method better (``pvalue_table(..., baseline=...)``).
+    Where the analysis refuses (no finished random run yet) its reason replaces the table."""
+    out: list[tuple[str, PValueTable | str]] = []
+    for axis in baseline_axes(study):
+        by = _baseline_cols(axis, rows, cols)
+        try:
+            table = pvalue_table(study.rows, metric=metric, rows=axis, cols=by, test=test,
+                                 correction=correction, alpha=alpha, axes=list(study.axes),
+                                 baseline=(axis, BASELINE),
+                                 row_order=[v for v in study.values(axis) if v != BASELINE],
+                                 col_order=study.values(by))
+        except ValueError as exc:
+            out.append((axis, str(exc)))
+            continue
+        out.append((axis, table))
+    return out
+
+
+def _baseline_sections(tables: Sequence[tuple[str, PValueTable | str]], metric: str
+                       ) -> list[tuple[str, str]]:
+    sections = []
+    for axis, table in tables:
+        heading = f"Is each {axis} better than {axis}={BASELINE}? ({metric})"
+        body = (html.pvalue_html(table, "pvalues-baseline") if isinstance(table, PValueTable)
+                else f'<p class="caption">No table: {html.escape(table)}.</p>')
+        sections.append((heading, body))
+    return sections
 
 
 def _write_figures(datas: Sequence[FigureData], folder: Path | None, prefix: str
@@ -208,13 +303,18 @@ def build_report(directory: str | Path, *, out: str | Path | None = None,
     target = Path(out) if out is not None else Path(directory) / REPORT_DIR / HTML_NAME
     folder = figure_dir(directory, out)
     prefix = "" if folder is None or folder == target.parent else f"{folder.name}/"
-    datas = _figures(study, metric, rows, cols, test, curve_cell, kendall, by_width)
+    datas, no_profile = _figures(study, metric, rows, cols, test, curve_cell, kendall, by_width)
     by_name, written = _write_figures([fd for _, fd in datas], folder, prefix)
     heading = dict((fd.name, h) for h, fd in datas)
     names = [fd.name for _, fd in datas]
     sections = [(f"Is sparse better than same-capacity dense? ({metric})",
                  html.pvalue_html(table))]
+    sections += _baseline_sections(baseline_tables(study, metric, rows, cols, test, correction,
+                                                   alpha), metric)
     sections += [(heading[n], by_name[n]) for n in names if n != "kendall_by_width"]
+    if no_profile:
+        sections.append(("Layer-wise density of the initial mask",
+                         f'<p class="caption">{html.escape(no_profile)}</p>'))
     sections += [("Gradient flow and generalization: Kendall τ",
                   html.kendall_html(kendall, kinds)),
                  (heading["kendall_by_width"],

@@ -23,6 +23,7 @@ from sparseflow.store import StoreError, StudyStore
 from sparseflow.store.export import RESULTS
 from sparseflow.store.pairing import freeze, sparse_only_axes
 from sparseflow.store.scope import plan_scope
+from sparseflow.utils.atomic import read_json
 from sparseflow.utils.fmt import human_duration
 
 #: Export columns a report can compare (numbers per run; counts and flags are left out).
@@ -209,22 +210,52 @@ def choose_cell(study: StudyData, given: Sequence[str]) -> dict[str, Any]:
     return {k: cell[k] for k in study.axes}  # spec order, whatever the order of --cell
 
 
+#: The per-update series of a dynamic-masker run, in its run directory (written by training;
+#: the report reads the file, it does not import ``sparseflow.train``).
+DST_FILE = "dst.json"
+
+
 @dataclass(frozen=True)
 class RunSeries:
     """One finished run's export ``row`` with its per-epoch ``metrics`` rows (keyed by
     ``epoch``, from 1) and its gradient-flow ``gradflow`` points (``epoch`` 0 = before the
-    first update, the measures, ``per_layer``), as the store returns them."""
+    first update, the measures, ``per_layer``), as the store returns them; its ``summary``
+    (``summary.json``: ``layer_densities`` of a sparse run's initial mask, ...) and, for a
+    dynamic-masker run, ``dst`` (``dst.json``: the schedule and one record per mask update;
+    None for every other run)."""
 
     row: dict[str, Any]
     metrics: list[dict[str, Any]]
     gradflow: list[dict[str, Any]]
+    summary: dict[str, Any] = field(default_factory=dict)
+    dst: dict[str, Any] | None = None
+
+
+def _read_dst(run_dir: Path) -> dict[str, Any] | None:
+    """``dst.json`` of one run directory, or None when the run has none (a static mask)."""
+    path = run_dir / DST_FILE
+    if not path.is_file():
+        return None
+    try:
+        value = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"cannot read {path} ({exc}); remove the run directory to rerun "
+                          "the run") from None
+    if not isinstance(value, dict) or not isinstance(value.get("updates", []), list):
+        raise ReportError(f"{path} is not a mask-update series (a JSON object with "
+                          "'updates'); remove the run directory to rerun the run")
+    return value
 
 
 def load_series(study: StudyData, rows: Sequence[Mapping[str, Any]]) -> list[RunSeries]:
-    """The series of each of ``rows`` (finished runs of ``study``), read in one store session."""
+    """The series of each of ``rows`` (finished runs of ``study``), read in one store session,
+    with each run's summary and its run directory's ``dst.json`` where there is one."""
     try:
         with StudyStore(study.directory, readonly=True) as store:
-            return [RunSeries(dict(r), store.metrics(r["run_key"]), store.gradflow(r["run_key"]))
+            summaries = {r.run_key: r.summary or {} for r in store.runs("finished")}
+            return [RunSeries(dict(r), store.metrics(r["run_key"]), store.gradflow(r["run_key"]),
+                              summaries.get(r["run_key"], {}),
+                              _read_dst(store.runs_dir / r["run_key"]))
                     for r in rows]
     except StoreError as exc:
         raise ReportError(str(exc)) from None

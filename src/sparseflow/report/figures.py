@@ -41,9 +41,13 @@ KIND_STYLE: dict[str, dict[str, Any]] = {
     "dense": {"marker": "o", "linestyle": "-", "markersize": 5.5},
     "sparse": {"marker": "x", "linestyle": "--", "markersize": 7.0, "markeredgewidth": 1.8},
     "difference": {"marker": "s", "linestyle": "-", "markersize": 5.0},
+    # A mask update: the measure just before it (as dense: solid) and just after (dashed).
+    "before": {"marker": "o", "linestyle": "-", "markersize": 4.5},
+    "after": {"marker": "x", "linestyle": "--", "markersize": 6.0, "markeredgewidth": 1.6},
 }
 #: How each kind is named in the legend.
-KIND_LABEL = {"dense": "dense", "sparse": "sparse", "difference": "sparse vs dense (95% CI)"}
+KIND_LABEL = {"dense": "dense", "sparse": "sparse", "difference": "sparse vs dense (95% CI)",
+              "before": "just before the update", "after": "just after the update"}
 #: Up to this many points a band line marks each point; longer curves are lines only.
 _MARK_UP_TO = 25
 
@@ -144,13 +148,13 @@ def _legend_cols(data: FigureData, size: Size) -> int:
 
 
 def _n_handles(data: FigureData) -> int:
-    return len(data.colors) + len(_kinds(data))
+    return len(data.colors) + (len(_kinds(data)) if data.kind_title else 0)
 
 
 def _legend_title(data: FigureData, size: Size) -> str:
-    if _kinds(data) == ["difference"]:  # one kind: the marker tells nothing more
+    if _kinds(data) == ["difference"] or not data.kind_title:  # the marker tells nothing more
         return f"colour: {data.legend_title}"
-    title = f"colour: {data.legend_title}; marker and line: kind of run"
+    title = f"colour: {data.legend_title}; marker and line: {data.kind_title}"
     return title if size.width is None or size.width > 5 else title.replace("; ", "\n")
 
 
@@ -230,8 +234,10 @@ def _series(ax: Axes, s: Series, data: FigureData, shift: float, scale: float) -
         ax.fill_between(s.x, s.lo, s.hi, color=color,
                         alpha=0.12 if s.kind == "dense" else 0.22, linewidth=0)
         return
-    err = [[y - lo for y, lo in zip(s.y, s.lo, strict=True)],
-           [hi - y for y, hi in zip(s.y, s.hi, strict=True)]]
+    # A degenerate interval (equal paired differences: CI [5, 5]) can sit a few ulps inside its
+    # mean (5.000000000000002); matplotlib refuses negative bars, and 0 is what it means.
+    err = [[max(0.0, y - lo) for y, lo in zip(s.y, s.lo, strict=True)],
+           [max(0.0, hi - y) for y, hi in zip(s.y, s.hi, strict=True)]]
     ax.errorbar([x + shift for x in s.x], s.y, yerr=err, color=color, capsize=3 * scale,
                 elinewidth=1, **style)
 
@@ -239,7 +245,7 @@ def _series(ax: Axes, s: Series, data: FigureData, shift: float, scale: float) -
 def _legend_handles(data: FigureData) -> list[Patch | Line2D]:
     handles: list[Patch | Line2D] = [Patch(facecolor=c, edgecolor=c, label=lbl)
                                      for lbl, c in data.colors.items()]
-    for kind in _kinds(data):
+    for kind in _kinds(data) if data.kind_title else ():
         handles.append(Line2D([], [], color="0.15", label=KIND_LABEL[kind], **KIND_STYLE[kind]))
     return handles
 

@@ -61,14 +61,15 @@ def pvalue_text(cell: PValueCell, digits: int = 3) -> str:
     return text.p_text(cell, digits)
 
 
-def _pvalue_tooltip(cell: PValueCell) -> str:
+def _pvalue_tooltip(cell: PValueCell, sides: Sequence[str] = ("sparse", "dense")) -> str:
     r = cell.result
+    a, b = sides
     parts = [f"p = {_num(r.p_value, 4)} before correction" if math.isfinite(r.p_value) else "",
-             f"mean sparse {_num(r.mean_sparse)}, mean dense {_num(r.mean_dense)}",
-             f"sparse − dense {_num(r.diff)}",
+             f"mean {a} {_num(r.mean_sparse)}, mean {b} {_num(r.mean_dense)}",
+             f"{a} − {b} {_num(r.diff)}",
              f"95% CI {_num(r.diff_ci_low)} to {_num(r.diff_ci_high)}"
              if math.isfinite(r.ci_low) and math.isfinite(r.ci_high) else "",
-             f"{r.effect_name} {_num(r.effect_size)} (> 0: sparse better)"
+             f"{r.effect_name} {_num(r.effect_size)} (> 0: {a} better)"
              if math.isfinite(r.effect_size) else "",
              r.note]
     return "; ".join(p for p in parts if p)
@@ -83,16 +84,19 @@ def _pvalue_td(table: PValueTable, cell: PValueCell) -> str:
     shown = f"<b>{p}</b>" if cell.significant else p
     gap = text.gap_text(cell.result, table.metric)
     gap_html = f'<span class="gap">{escape(gap)}</span>' if gap else ""
-    return (f'<td class="{css}" title="{escape(_pvalue_tooltip(cell))}">{shown}{gap_html}'
+    return (f'<td class="{css}" title="{escape(_pvalue_tooltip(cell, table.sides))}">'
+            f"{shown}{gap_html}"
             f'<span class="n">{escape(text.n_text(cell))}</span></td>')
 
 
-def pvalue_html(table: PValueTable) -> str:
+def pvalue_html(table: PValueTable, css_class: str = "pvalues") -> str:
     """The p-value table in the paper's layout: rows × columns, each cell the p (bold when
     p ≤ α, on green with sparse ahead, on red with dense ahead), sparse − dense with its CI and
-    n; the caption, the summary sentences and the cells' notes below; details on hover."""
+    n; the caption, the summary sentences and the cells' notes below; details on hover. A
+    method-vs-baseline table (``table.baseline``) names its sides ("A", "baseline") instead,
+    green where A is ahead; ``css_class`` tells the page's tables apart."""
     head = "".join(f"<th>{escape(label(c))}</th>" for c in table.col_values)
-    lines = [f'<table class="pvalues"><tr><th class="key">{escape(table.row_axis)} \\ '
+    lines = [f'<table class="{escape(css_class)}"><tr><th class="key">{escape(table.row_axis)} \\ '
              f"{escape(table.col_axis)}</th>{head}</tr>"]
     for r in table.row_values:
         tds = "".join(_pvalue_td(table, table.cell(r, c)) for c in table.col_values)

@@ -65,7 +65,8 @@ class FigureData:
     panels out as small multiples in row-major order, headed by ``row_labels``/``col_labels``
     (shared axes, labels on the outer panels only). ``sharey``: one y scale for all panels
     (None: for the ``errorbar`` style). ``dodge``: draw the series of a panel a little apart
-    along x, so that bars at one x do not hide each other.
+    along x, so that bars at one x do not hide each other. ``kind_title``: what the markers
+    and line styles tell apart in the legend (the series' kinds); "" draws no kind legend.
     """
 
     name: str
@@ -84,6 +85,7 @@ class FigureData:
     col_labels: list[str] = field(default_factory=list)
     sharey: bool | None = None
     dodge: bool = False
+    kind_title: str = "kind of run"
 
 
 def describe(values: Sequence[float | None], log: bool = False
