@@ -101,6 +101,9 @@ def test_report_is_one_self_contained_page(built: Built) -> None:
         assert section in page
     # the figures in the page's order, each once
     assert re.findall(r'<figure id="([^"]+)"', page) == list(FIGURES)
+    # no mask-method axis, no dynamic masker: no baseline table, no mask figure or note
+    assert "pvalues-baseline" not in page and "=random?" not in page
+    assert "Layer-wise density" not in page and "mask update" not in page
 
 
 def test_every_figure_is_written_as_png_and_pdf(built: Built) -> None:
