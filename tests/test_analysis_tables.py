@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import random
 import re
@@ -475,3 +476,20 @@ def test_console_marks_follow_the_side_and_values_are_never_markup() -> None:
     console = Console(file=io.StringIO(), width=120, color_system=None)
     console.print(t.to_rich(width=120))
     assert "[bold]" in console.file.getvalue()
+
+
+def test_a_cell_pooling_a_sparse_only_axis_says_its_pairs_share_twins() -> None:
+    """Two maskers share each dense twin: pooled in one cell, the pairs are not independent."""
+    rows = []
+    for w, s in itertools.product([8, 16], range(3)):
+        rows.append({"kind": "dense", "dense_width": w, "seed": s, "variant": "NR",
+                     "test_accuracy": 0.5 + 0.01 * s})
+        for i, m in enumerate(["random", "snip"]):
+            rows.append({"kind": "sparse", "dense_width": w, "seed": s, "variant": "NR",
+                         "sparsity.masker": m, "test_accuracy": 0.52 + 0.01 * (s + i)})
+    pooled = pvalue_table(rows, rows="variant", cols="dense_width")
+    for cell in pooled.ordered():
+        assert cell.result.n == 6  # 3 seeds × 2 maskers, each paired with the same 3 twins
+        assert "up to 2 pairs share one partner run" in cell.result.note
+    split = pvalue_table(rows, rows="sparsity.masker", cols="dense_width")
+    assert all("share" not in c.result.note for c in split.ordered())

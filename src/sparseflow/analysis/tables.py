@@ -279,6 +279,24 @@ def _order(values: Sequence[Any], given: Sequence[Any] | None) -> tuple[Any, ...
     return tuple(dict.fromkeys(values))
 
 
+def _shared_twin_note(pairs: Pairs, within: Sequence[str], sparse_only: Sequence[str]) -> str:
+    """A note when a cell pools values of a sparse-only axis: then one dense twin (or baseline
+    run) is in several of its pairs, the pairs are not independent and p is optimistic."""
+    pooled = [i for i, k in enumerate((*PAIR_ON, *within)) if k in sparse_only]
+    if not pooled:
+        return ""
+    twins: dict[tuple[Any, ...], int] = {}
+    for key in pairs.keys:
+        reduced = tuple(v for i, v in enumerate(key) if i not in pooled)
+        twins[reduced] = twins.get(reduced, 0) + 1
+    most = max(twins.values(), default=1)
+    if most <= 1:
+        return ""
+    axes = ", ".join(k for i, k in enumerate((*PAIR_ON, *within)) if i in pooled)
+    return (f"pools {axes}: up to {most} pairs share one partner run, so the pairs are not "
+            "independent and p is optimistic; make it the rows or columns")
+
+
 def pvalue_table(
     runs: Sequence[Mapping[str, Any]],
     metric: str = "test_accuracy",
@@ -373,10 +391,12 @@ def pvalue_table(
             continue
         pairs = pair_up(runs, metric, within=within, lower_is_better=lower, sparse_only=only)
         res = compare(pairs.sparse, pairs.dense, **opts)
+        notes = [res.note]
         if pairs.unmatched_sparse or pairs.unmatched_dense:
-            extra = (f"ignored {pairs.unmatched_sparse} sparse and {pairs.unmatched_dense} "
-                     "dense run(s) without a partner")  # fmt: skip
-            res = replace(res, note="; ".join(x for x in (res.note, extra) if x))
+            notes.append(f"ignored {pairs.unmatched_sparse} sparse and "
+                         f"{pairs.unmatched_dense} dense run(s) without a partner")
+        notes.append(_shared_twin_note(pairs, within, only))
+        res = replace(res, note="; ".join(x for x in notes if x))
         results[key] = res
     adjusted = correct([res.p_value for res in results.values()], correction)
     cells = {
