@@ -223,6 +223,32 @@ def _hook_summaries(built: Built) -> dict[str, Any]:
     return out
 
 
+def _initial_mask(run_dir: Path, built: Built) -> None:
+    """Write ``mask.pt``, or, when resuming, train on with the mask it holds.
+
+    A resumed run rebuilds its mask (a score masker scores again); on a device whose kernels
+    are not deterministic that could flip a tie, and the checkpointed weights belong to the
+    stored mask. So with a checkpoint present, a readable ``mask.pt`` of the same layers and
+    shapes wins over the rebuilt mask (a dynamic run's hook then restores its current mask).
+    """
+    assert built.mask is not None and built.enforcer is not None
+    path = run_dir / MASK
+    if (run_dir / CHECKPOINT).is_file() and path.is_file():
+        try:
+            stored = Mask.load(path)
+        except Exception:  # noqa: BLE001 - torn: rewrite it from the rebuilt mask
+            stored = None
+        mask = built.mask
+        if stored is not None and set(stored) == set(mask) and all(
+                stored[n].shape == mask[n].shape for n in mask):
+            for name in mask:
+                if not torch.equal(stored[name], mask[name]):
+                    built.enforcer.set_layer(name, stored[name])
+            built.enforcer.apply_to_weights()
+            return
+    built.mask.save(path)
+
+
 def run_experiment(cfg: ExperimentConfig, root: str | Path = "runs", *,
                    hooks: Sequence[Any] = (), data: DataBundle | None = None,
                    until_epoch: int | None = None) -> RunResult:
@@ -255,7 +281,7 @@ def _run(cfg: ExperimentConfig, root: str | Path, *, hooks: Sequence[Any],
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / CONFIG, {"id": config_id(cfg), "config": dump_config(cfg)})
     if built.mask is not None:
-        built.mask.save(run_dir / MASK)
+        _initial_mask(run_dir, built)
     resumed = load_checkpoint(run_dir, built)
     prior = sum(r["seconds"] for r in built.state.history)
     t0 = time.perf_counter()
