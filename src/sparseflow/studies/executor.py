@@ -20,6 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sparseflow.config.schema import ExperimentConfig
 from sparseflow.errors import ConfigError
@@ -30,11 +31,12 @@ from sparseflow.store.store import set_aside
 from sparseflow.studies.grouping import RunGroup, group_runs
 from sparseflow.studies.plan import Plan
 from sparseflow.studies.preflight import check_compatible, meanings, preflight
+from sparseflow.studies.spec import SlurmSpec
 from sparseflow.studies.worker import Outcome, execute_group, init_worker
 from sparseflow.train.vectorized import GROUPS_DIR, group_checkpoint
 
 RUNS = "runs"
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "ray", "slurm")
 
 #: Called with a run key when its run is handed to a worker.
 Started = Callable[[str], None]
@@ -135,7 +137,8 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
               on_start: Callable[[int, int], None] | None = None,
               on_outcome: Callable[[Outcome], None] | None = None, rebuild: bool = False,
               on_note: Callable[[str], None] | None = None,
-              plugins: Iterable[str] = ()) -> StudyOutcome:
+              plugins: Iterable[str] = (), slurm: SlurmSpec | None = None,
+              wait: bool = True) -> StudyOutcome:
     """Run every unfinished run of ``plan`` in ``study_dir``; returns what happened.
 
     Same-shape runs are trained as batched groups of at most ``max_group`` when ``vectorize``
@@ -163,13 +166,18 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
         raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
     study_dir = Path(study_dir)
     modules = tuple(merge(plan.spec.plugins, loaded_plugins(), plugins))
+    backend = {"slurm": slurm or plan.spec.slurm, "wait": wait}
+    if executor == "slurm":
+        from sparseflow.studies.slurm_backend import check_slurm
+
+        check_slurm(backend["slurm"])
     # before creating anything
     preflight(plan, study_dir, executor=executor, address=address, rebuild=rebuild,
               plugins=modules)
     created = _first_missing(study_dir)  # what mkdir will create (None: it exists)
     try:
         return _run(plan, study_dir, jobs or default_jobs(), fail_fast, vectorize, max_group,
-                    executor, address, on_start, on_outcome, rebuild, on_note, modules)
+                    executor, address, on_start, on_outcome, rebuild, on_note, modules, backend)
     except Exception as exc:
         # A brand-new directory in which nothing ran is no study: leave nothing behind (but
         # a busy lock means another driver created it meanwhile: it is theirs).
@@ -193,7 +201,8 @@ def _run(plan: Plan, study_dir: Path, jobs: int, fail_fast: bool, vectorize: str
          max_group: int, executor: str, address: str | None,
          on_start: Callable[[int, int], None] | None,
          on_outcome: Callable[[Outcome], None] | None, rebuild: bool,
-         on_note: Callable[[str], None] | None, plugins: tuple[str, ...]) -> StudyOutcome:
+         on_note: Callable[[str], None] | None, plugins: tuple[str, ...],
+         backend: dict[str, Any]) -> StudyOutcome:
     study_dir.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
 
@@ -238,7 +247,8 @@ def _run(plan: Plan, study_dir: Path, jobs: int, fail_fast: bool, vectorize: str
 
         try:
             # closing(): the backend stops its workers before the lock is released.
-            stream = _backend(groups, str(runs_dir), started, executor, address, jobs, plugins)
+            stream = _backend(groups, str(runs_dir), started, executor, address, jobs, plugins,
+                              **backend)
             with contextlib.closing(iter(stream)) as stream:
                 for out in stream:
                     if out.run_key not in in_flight:
@@ -318,8 +328,13 @@ def _retrain_damaged(store: StudyStore, run_keys: list[str], note: Callable[[str
 
 
 def _backend(groups: list[RunGroup], runs_dir: str, started: Started, executor: str,
-             address: str | None, jobs: int, plugins: tuple[str, ...] = ()
-             ) -> Iterable[Outcome]:
+             address: str | None, jobs: int, plugins: tuple[str, ...] = (),
+             slurm: SlurmSpec | None = None, wait: bool = True) -> Iterable[Outcome]:
+    if executor == "slurm":
+        from sparseflow.studies.slurm_backend import slurm_backend
+
+        return slurm_backend(groups, runs_dir, started, options=slurm or SlurmSpec(),
+                             plugins=plugins, wait=wait)
     if executor == "ray":
         from sparseflow.studies.ray_backend import ray_backend
 

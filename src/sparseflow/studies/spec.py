@@ -13,6 +13,7 @@
       dense_widths: [32, 64, 128]    # or dense_fractions: [0.1, 0.3, 0.5]
     seeds: 3                     # or an explicit list [0, 1, 2]
     plugins: [mypkg.components]  # optional: modules registering components the spec names
+    slurm: {partition: gpu, time_min: 120}   # optional: options of `--executor slurm`
 
 Every (cell, dense width, seed) yields a sparse run (width ``sparse_width``, its mask matched
 layer by layer to the dense twin) and a dense run (width = the dense width); both share the
@@ -103,6 +104,38 @@ class ScsdcSpec(FrozenConfig):
         return [max(1, round(f * self.sparse_width)) for f in self.dense_fractions or []]
 
 
+class SlurmSpec(FrozenConfig):
+    """How ``study run --executor slurm`` submits the study (a submitit job array). Where and
+    how the runs are computed, never what they compute: no part of any run id or of the study
+    fingerprint."""
+
+    cluster: Literal["slurm", "local"] = Field(
+        "slurm", description="slurm: sbatch job arrays; local: the same tasks as local "
+        "subprocesses of this machine (submitit's local executor), to try a study out.")
+    partition: str | None = Field(None, description="Slurm partition (default: the "
+                                  "cluster's).")
+    time_min: int = Field(60, gt=0, description="Time limit of one array task, minutes; a "
+                          "task that reaches it checkpoints and is requeued.")
+    cpus_per_task: int = Field(1, gt=0, description="CPUs of one array task (its torch "
+                               "threads).")
+    gpus_per_task: int = Field(0, ge=0, description="GPUs of one array task.")
+    mem_gb: float | None = Field(None, gt=0, description="Memory of one array task, GB "
+                                 "(default: the partition's).")
+    array_parallelism: int = Field(256, gt=0, description="Array tasks running at once.")
+    task_minutes: float = Field(
+        30.0, gt=0, description="Training time one task aims at, minutes: runs are chunked "
+        "by the durations measured on finished runs of the study, else by runs_per_task.")
+    runs_per_task: int = Field(8, gt=0, description="Runs of one task when no duration has "
+                               "been measured yet.")
+    max_retries: int = Field(2, ge=0, description="Times the driver resubmits a task that "
+                             "died (killed, node failure) before its runs count as failed.")
+    sbatch: dict[str, str | int | float] = Field(
+        default_factory=dict, description="Extra sbatch options, name → value (e.g. "
+        "{account: proj42, qos: long}); passed as #SBATCH --name=value.")
+    setup: list[str] = Field(default_factory=list, description="Shell lines run before each "
+                             "task (module load ..., source venv/bin/activate).")
+
+
 class StudySpec(FrozenConfig):
     """A whole study: base config × axes × variants × dense widths × seeds."""
 
@@ -120,6 +153,9 @@ class StudySpec(FrozenConfig):
         default_factory=list, description="Modules to import in the driver and every worker "
         "before building runs (they register the components the spec names); not part of "
         "any run's identity.")
+    slurm: SlurmSpec = Field(
+        default_factory=SlurmSpec, exclude=True, description="Options of `--executor slurm` "
+        "(overridden by the --slurm-* flags); not part of the study's identity, nor stored.")
 
     @field_validator("plugins")
     @classmethod
