@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -c 'import torch' 2>/dev/null || \
 	  $(BIN)/pip install -q "$(TORCH_SPEC)" || \
 	  $(BIN)/pip install -q torch --index-url $(TORCH_CPU_INDEX)
-	$(BIN)/pip install -q -e '.[dev,ray]'
+	$(BIN)/pip install -q -e '.[dev,ray,slurm]'
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from sparseflow.cli import slurm_opts as so
 from sparseflow.cli.plugin_opt import load as load_plugins
 from sparseflow.cli.plugin_opt import plugin_option
 from sparseflow.errors import ConfigError
@@ -21,10 +22,20 @@ def reproduce(
                                           "runs/paper-<name>-<scale>)."),
     jobs: int | None = typer.Option(None, "--jobs", help="Parallel workers (default: all "
                                     "cores)."),
-    executor: str = typer.Option("local", "--executor", help="local or ray."),
+    executor: str = typer.Option("local", "--executor", help="local, ray or slurm."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address."),
     show: bool = typer.Option(False, "--show", help="Print the preset's study file and stop."),
     plugin: list[str] = plugin_option(),
+    slurm_cluster: str | None = so.CLUSTER,
+    slurm_partition: str | None = so.PARTITION,
+    slurm_time_min: int | None = so.TIME_MIN,
+    slurm_cpus: int | None = so.CPUS,
+    slurm_gpus: int | None = so.GPUS,
+    slurm_mem_gb: float | None = so.MEM_GB,
+    slurm_array_parallelism: int | None = so.PARALLELISM,
+    slurm_task_minutes: float | None = so.TASK_MINUTES,
+    slurm_runs_per_task: int | None = so.RUNS_PER_TASK,
+    slurm_sbatch: list[str] = so.SBATCH,
 ) -> None:
     """Run the preset study (resumable), then print its p-value table and write its report."""
     from sparseflow.cli.study_progress import StudyProgress
@@ -41,11 +52,17 @@ def reproduce(
         return
     load_plugins(plugin)
     plan = expand(load_spec(path))
+    slurm = so.merged(plan.spec.slurm, cluster=slurm_cluster, partition=slurm_partition,
+                      time_min=slurm_time_min, cpus=slurm_cpus, gpus=slurm_gpus,
+                      mem_gb=slurm_mem_gb, parallelism=slurm_array_parallelism,
+                      task_minutes=slurm_task_minutes, runs_per_task=slurm_runs_per_task,
+                      sbatch=slurm_sbatch)
     directory = directory or Path("runs") / f"paper-{name}-{scale}"
     progress = StudyProgress(console, plan.spec.name, plan.runs)
     try:
         outcome = run_study(plan, directory, jobs=jobs, executor=executor, address=address,
-                            on_start=progress.start, on_outcome=progress.advance)
+                            on_start=progress.start, on_outcome=progress.advance,
+                            slurm=slurm)
     finally:
         progress.stop()
     console.print(f"{outcome.finished} runs finished, {outcome.failed} failed, "

@@ -1,4 +1,4 @@
-"""``sparseflow study {plan,run,status,export,tests,correlate}``."""
+"""``sparseflow study {plan,run,collect,status,export,tests,correlate}``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sparseflow.cli import slurm_opts as so
 from sparseflow.cli.plugin_opt import load as load_plugins
 from sparseflow.cli.plugin_opt import plugin_option
 from sparseflow.errors import ConfigError, DataError, check_output_dir
@@ -168,7 +169,8 @@ def run_cmd(
     vectorize: str = typer.Option("auto", "--vectorize", help="auto: train same-shape runs as "
                                   "batched groups; off: every run alone."),
     max_group: int = typer.Option(8, "--max-group", help="Most runs in one batched group."),
-    executor: str = typer.Option("local", "--executor", help="local (process pool) or ray."),
+    executor: str = typer.Option("local", "--executor", help="local (process pool), ray, or "
+                                 "slurm (a submitit job array)."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (ray "
                                        "executor; default: RAY_ADDRESS or a local cluster)."),
     metric: str = typer.Option("test_accuracy", help="Metric of the final p-value table."),
@@ -176,6 +178,17 @@ def run_cmd(
                                  "aside and rebuild it from the run directories."),
     max_runs: int = MAX_RUNS,
     plugin: list[str] = plugin_option(),
+    no_wait: bool = so.NO_WAIT,
+    slurm_cluster: str | None = so.CLUSTER,
+    slurm_partition: str | None = so.PARTITION,
+    slurm_time_min: int | None = so.TIME_MIN,
+    slurm_cpus: int | None = so.CPUS,
+    slurm_gpus: int | None = so.GPUS,
+    slurm_mem_gb: float | None = so.MEM_GB,
+    slurm_array_parallelism: int | None = so.PARALLELISM,
+    slurm_task_minutes: float | None = so.TASK_MINUTES,
+    slurm_runs_per_task: int | None = so.RUNS_PER_TASK,
+    slurm_sbatch: list[str] = so.SBATCH,
 ) -> None:
     """Run (or resume) a study, then print its p-value table (of the runs this spec names)."""
     from sparseflow.cli.study_progress import StudyProgress
@@ -187,6 +200,14 @@ def run_cmd(
         raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
     load_plugins(plugin)  # before the spec's components are validated
     plan = _spec_and_plan(spec, max_runs)
+    slurm = so.merged(plan.spec.slurm, cluster=slurm_cluster, partition=slurm_partition,
+                      time_min=slurm_time_min, cpus=slurm_cpus, gpus=slurm_gpus,
+                      mem_gb=slurm_mem_gb, parallelism=slurm_array_parallelism,
+                      task_minutes=slurm_task_minutes, runs_per_task=slurm_runs_per_task,
+                      sbatch=slurm_sbatch)
+    if no_wait and executor != "slurm":
+        raise ConfigError("--no-wait is for --executor slurm (the other executors' workers "
+                          "end with the driver); drop it or add --executor slurm")
     check_output_dir(directory, "--dir")  # before training, not after the first run
     progress = StudyProgress(console, plan.spec.name, plan.runs)
     try:
@@ -195,11 +216,17 @@ def run_cmd(
                             address=address, on_start=progress.start,
                             on_outcome=progress.advance, rebuild=rebuild, plugins=plugin,
                             on_note=lambda line: console.print(line, style="yellow", markup=False,
-                                                              soft_wrap=True))
+                                                              soft_wrap=True),
+                            slurm=slurm, wait=not no_wait)
     finally:
         progress.stop()
     console.print(f"{outcome.finished} runs finished, {outcome.failed} failed, "
                   f"{outcome.skipped} already done, of {outcome.planned} planned")
+    if no_wait:
+        console.print(f"submitted; `sparseflow study status {directory}` shows the tasks, "
+                      f"`sparseflow study collect {directory}` records what they finished",
+                      soft_wrap=True, markup=False)
+        return
     if outcome.aborted:
         console.print("[yellow]stopped early; run the same command again to resume[/]")
     print_tests(console, directory, metric=metric)
@@ -244,6 +271,39 @@ def status_cmd(directory: Path = typer.Argument(..., help="Study directory.")) -
     if damaged:
         console.print(f"{len(damaged)} finished runs need training again; `sparseflow study "
                       f"run SPEC --dir {directory}` does it")
+    _print_tasks(console, directory)
+
+
+def _print_tasks(console: Console, directory: Path) -> None:
+    """The Slurm tasks of the study (``DIR/slurm/jobs.json``): job id, state, runs."""
+    from sparseflow.studies.slurm_jobs import jobs_path, load_tasks, task_states
+
+    if not jobs_path(directory).is_file():
+        return
+    tasks = load_tasks(directory)
+    states = task_states(directory, tasks)
+    table = Table(title="slurm tasks")
+    for name in ("job id", "state", "runs", "attempt", "error"):
+        table.add_column(name, justify="right" if name in ("runs", "attempt") else "left")
+    for task, state in zip(tasks[-50:], states[-50:], strict=True):
+        table.add_row(task.job_id, state, str(len(task.run_keys)), str(task.attempt),
+                      task.error[:120])
+    console.print(table)
+    active = sum(not t.settled for t in tasks)
+    if active:
+        console.print(f"{active} tasks not recorded yet; `sparseflow study collect "
+                      f"{directory}` records what they finished", soft_wrap=True, markup=False)
+
+
+@study_app.command("collect")
+def collect_cmd(directory: Path = typer.Argument(..., help="Study directory.")) -> None:
+    """Record the runs the study's Slurm tasks finished (or failed) since the driver stopped
+    waiting; idempotent (a run is never recorded twice)."""
+    from sparseflow.studies.collect import collect_study
+
+    done = collect_study(directory)
+    Console().print(f"recorded {done.finished} finished and {done.failed} failed runs; "
+                    f"{done.active_tasks} tasks still active")
 
 
 def _shared_line(records: list[Any]) -> str:

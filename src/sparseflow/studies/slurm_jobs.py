@@ -84,7 +84,17 @@ def folder(study_dir: str | Path) -> Path:
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
+    """Whether the local controller ``pid`` still runs: a live process (not a zombie) whose
+    command line is submitit's (a reused pid is another program)."""
+    proc = Path(f"/proc/{pid}")
+    if proc.is_dir():
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            return False
+        return state not in ("Z", "X") and b"submitit" in cmdline
+    try:  # no /proc (not Linux)
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
@@ -138,3 +148,18 @@ def _slurm_state(job: Any, default: str) -> str:
 def is_active(state: str) -> bool:
     """Whether a task in ``state`` may still write run directories."""
     return state in ACTIVE_STATES or state == "RUNNING"
+
+
+def task_states(study_dir: str | Path, tasks: list[TaskRecord]) -> list[str]:
+    """The state of each task for ``study status``: the recorded one for a settled task, else
+    asked now (submitit: sacct on Slurm, the controller process locally); reads only."""
+    out = []
+    for task in tasks:
+        if task.settled:
+            out.append(task.state)
+            continue
+        try:
+            out.append(state_of(attach(study_dir, task), task.cluster))
+        except ImportError:  # submitit missing here: the last state seen
+            out.append(f"{task.state} (recorded)")
+    return out
