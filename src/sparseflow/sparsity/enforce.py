@@ -13,6 +13,10 @@ positions at exactly zero (momentum buffers, Adam moments, Adagrad sums), which 
 The mask may change during training (dynamic sparse training): :meth:`MaskEnforcer.set_layer`
 rewrites one layer's mask *in place*, so every holder of the :class:`Mask` (the probe, the run)
 sees the new mask and the enforcer masks with it from then on.
+
+Layers on the sparse backend (:mod:`sparseflow.sparsity.backend`) ask the enforcer whether a
+backward may skip the pruned positions of the weight gradient: only inside a training step
+(``before_step`` → ``after_backward``) and only when no one asked for the raw gradient.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from sparseflow.sparsity.backend import SparseLinear
 from sparseflow.sparsity.mask import Mask, prunable_parameters
 
 
@@ -39,6 +44,11 @@ class MaskEnforcer:
         self.params: dict[str, nn.Parameter] = {n: params[n] for n in mask}
         self.keep_raw = False
         self.raw_grads: dict[str, Tensor] = {}
+        #: True between ``before_step`` and ``after_backward`` (the training step's backward).
+        self.in_step = False
+        for mod in model.modules():  # sparse-backend layers read in_step and keep_raw
+            if isinstance(mod, SparseLinear):
+                mod._sparse.enforcer = self
 
     @torch.no_grad()
     def apply_to_weights(self) -> None:
@@ -72,8 +82,13 @@ class MaskEnforcer:
                 pruned.copy_(~current.to(pruned.device))
 
     # Hook interface (see sparseflow.train.hooks) ----------------------------------------------
+    def before_step(self, state: object) -> None:
+        """The training step's backward may take partial weight gradients (sparse backend)."""
+        self.in_step = True
+
     def after_backward(self, state: object) -> None:
         """Mask gradients before anything else sees them."""
+        self.in_step = False
         self.apply_to_grads()
 
     def after_step(self, state: object) -> None:
