@@ -72,8 +72,12 @@ class Layout:
         rows, col = flat // in_f, flat % in_f
         flat_tt = m.t().reshape(-1).nonzero().squeeze(1)  # positions in Wᵀ (in × out)
         rows_t, col_t = flat_tt // out_f, flat_tt % out_f
-        return cls(shape=(out_f, in_f), flat=flat, crow=_crow(rows, out_f), col=col,
-                   flat_t=col_t * in_f + rows_t, crow_t=_crow(rows_t, in_f), col_t=col_t)
+        # int32 CSR indices when they fit: int64 ones are converted on every product on CPU
+        # (measured: the forward product 20x slower).
+        idx = torch.int32 if active.numel() < 2**31 else torch.int64
+        return cls(shape=(out_f, in_f), flat=flat, crow=_crow(rows, out_f).to(idx),
+                   col=col.to(idx), flat_t=col_t * in_f + rows_t,
+                   crow_t=_crow(rows_t, in_f).to(idx), col_t=col_t.to(idx))
 
     def csr(self, values: Tensor) -> Tensor:
         """``W`` as a CSR tensor with ``values`` (in ``flat`` order)."""
@@ -98,14 +102,17 @@ class SparseLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, layout: Layout,
-                partial: bool) -> Tensor:
-        """x: (N, in) → (N, out). ``partial``: compute ``grad_W`` at active positions only."""
+                partial: bool, store: _LayerState | None = None) -> Tensor:
+        """x: (N, in) → (N, out). ``partial``: compute ``grad_W`` at active positions only;
+        with a ``store`` it is written into ``weight.grad`` itself (see :meth:`_grad_in_place`),
+        else returned as a fresh dense tensor."""
         a = layout.csr(weight.reshape(-1).index_select(0, layout.flat))
         y = torch.sparse.mm(a, x.t().contiguous()).t()  # (out, N) → (N, out)
         if bias is not None:
             y = y + bias
         ctx.save_for_backward(x, weight)
         ctx.layout, ctx.partial, ctx.has_bias = layout, partial, bias is not None
+        ctx.store, ctx.weight = store, weight
         return y
 
     @staticmethod
@@ -123,14 +130,42 @@ class SparseLinearFunction(torch.autograd.Function):
                 # zeros, not empty: sampled_addmm multiplies the input by beta=0 (NaN·0=NaN)
                 pattern = layout.csr(torch.zeros(layout.flat.numel(), dtype=weight.dtype,
                                                  device=weight.device))
-                sampled = torch.sparse.sampled_addmm(pattern, gy_t, x, beta=0.0, alpha=1.0)
-                grad_w = torch.zeros_like(weight)
-                grad_w.view(-1).index_copy_(0, layout.flat, sampled.values())
+                values = torch.sparse.sampled_addmm(pattern, gy_t, x, beta=0.0).values()
+                if ctx.store is not None:
+                    SparseLinearFunction._grad_in_place(ctx.weight, ctx.store, layout, values)
+                else:
+                    grad_w = torch.zeros_like(weight)
+                    grad_w.view(-1).index_copy_(0, layout.flat, values)
             else:
                 grad_w = gy_t @ x  # (out, in): the raw gradient, pruned positions too
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_y.sum(0)
-        return grad_x, grad_w, grad_b, None, None
+        return grad_x, grad_w, grad_b, None, None, None
+
+    @staticmethod
+    def _grad_in_place(weight: Tensor, store: _LayerState, layout: Layout,
+                       values: Tensor) -> None:
+        """Put the active-position gradient ``values`` into ``weight.grad`` without a fresh
+        dense allocation per step (a new (out × in) zero tensor costs page faults, as much as
+        the sparse products at 1% density).
+
+        The layer keeps one gradient buffer. When ``weight.grad`` is None (``zero_grad``
+        set it so), the buffer becomes the gradient: its pruned positions are 0 because the
+        enforcer masked it after the previous backward (positions pruned since then are
+        masked by the enforcer after this backward, before anything reads them: the
+        raw-gradient readers get the dense path). Otherwise the values are added to it.
+        Autograd gets None for ``W`` (so hooks on the weight's accumulated gradient do not fire
+        on these steps).
+        """
+        grad = weight.grad
+        if grad is None:
+            buf = store.grad_buffer
+            if buf is None or buf.shape != weight.shape or buf.device != weight.device:
+                buf = store.grad_buffer = torch.zeros_like(weight)
+            buf.view(-1).index_copy_(0, layout.flat, values)
+            weight.grad = buf
+        else:
+            grad.view(-1).index_add_(0, layout.flat, values)
 
 
 class _LayerState:
@@ -143,6 +178,7 @@ class _LayerState:
         self.layout: Layout | None = None
         self.version = -1
         self.enforcer: Any = None  # a MaskEnforcer; it attaches itself
+        self.grad_buffer: Tensor | None = None  # reused as weight.grad on partial steps
 
     def layout_on(self, device: torch.device) -> Layout:
         """The cached layout, rebuilt when the mask changed (or the device did)."""
@@ -174,7 +210,8 @@ class SparseLinear(nn.Linear):
         state = self._sparse
         lead = x.shape[:-1]
         y = SparseLinearFunction.apply(x.reshape(-1, x.shape[-1]), self.weight, self.bias,
-                                       state.layout_on(self.weight.device), state.partial())
+                                       state.layout_on(self.weight.device), state.partial(),
+                                       state)
         return y.reshape(*lead, self.out_features)
 
 
