@@ -250,3 +250,41 @@ def test_vectorized_engine_keeps_to_masked_runs() -> None:
     masked = ExperimentConfig.model_validate(tiny(sparsity={"density": 0.3}))
     sparse = ExperimentConfig.model_validate(tiny(sparsity={"density": 0.3, "backend": "auto"}))
     assert vectorizable(masked) and not vectorizable(sparse)
+
+
+def test_auto_in_a_run_puts_only_large_sparse_linear_layers_on_the_sparse_path() -> None:
+    cfg = ExperimentConfig.model_validate(tiny(
+        model={"width": 300}, sparsity={"density": 0.02, "backend": "auto"}))
+    built = build_run(cfg)
+    # hidden.1 is 300 x 300 = 90,000 weights; the input (40 x 300) and output layers are small
+    assert list(sparse_layers(built.state.model)) == ["hidden.1.linear.weight"]
+    assert all(m._sparse.enforcer is built.enforcer
+               for m in sparse_layers(built.state.model).values())
+
+
+class _MaskedGradsSeen:
+    """Last hook: the optimizer sees gradients exactly 0 at pruned positions, every step."""
+
+    def __init__(self, built: Any) -> None:
+        self.built, self.steps = built, 0
+
+    def after_backward(self, state: Any) -> None:
+        if state.skip_update:  # a mask-update batch takes no step (masked by the old mask)
+            return
+        for n, p in self.built.enforcer.params.items():
+            assert torch.all(p.grad[~self.built.mask[n]] == 0), n
+        self.steps += 1
+
+
+@pytest.mark.parametrize("masker", ["random", "rigl"])
+def test_the_optimizer_sees_masked_gradients_on_the_sparse_path(masker: str) -> None:
+    cfg = ExperimentConfig.model_validate(tiny(sparsity={
+        "density": 0.3, "backend": "sparse", "masker": masker, "dst": {"update_every": 2}}))
+    built = build_run(cfg)
+    seen = _MaskedGradsSeen(built)
+    fit(built.state, built.data, [*built.hooks, seen], batch_size=cfg.train.batch_size,
+        eval_batch_size=cfg.train.eval_batch_size)
+    assert seen.steps > 10
+    # the reused gradient buffer was handed out (the partial path ran)
+    assert all(m._sparse.grad_buffer is not None
+               for m in sparse_layers(built.state.model).values())

@@ -231,7 +231,7 @@ class SparsityConfig(FrozenConfig):
         "masked", description="How masked Linear layers compute: masked (dense weights times "
         "the mask, every existing result), sparse (CSR kernels whose cost scales with the "
         "active weights; equal to masked up to float32 summation order), auto (sparse for "
-        "CPU Linear layers of density <= 5% and >= 65,536 weights, else masked). Convolutions "
+        "CPU Linear layers of density <= 10% and >= 65,536 weights, else masked). Convolutions "
         "stay masked; ignored by dense runs."
     )
     pai: PaiConfig = Field(default_factory=PaiConfig)

@@ -39,8 +39,10 @@ Backend = Literal["auto", "masked", "sparse"]
 
 #: ``auto`` picks the sparse path for a Linear layer at or below this density (CPU only).
 #: From ``benchmarks/bench_sparse_step.py`` (forward + backward of one 3,076 × 3,076 layer,
-#: batch 128, 2 cores): the sparse path wins clearly at 1–5% and loses from about 10–25%.
-AUTO_MAX_DENSITY = 0.05
+#: batch 128, 1 thread as a study worker computes): sparse / masked time 0.29 at 1%, 0.67 at
+#: 5%, 0.80 at 10%, 1.47 at 25%; a constant, so that a run's path (and its last bits) never
+#: depends on the machine's load.
+AUTO_MAX_DENSITY = 0.10
 #: ... and only for layers with at least this many weights (smaller ones are cheap dense, and
 #: the sparse kernels' fixed costs dominate).
 AUTO_MIN_NUMEL = 1 << 16
@@ -138,6 +140,8 @@ class SparseLinearFunction(torch.autograd.Function):
                     grad_w.view(-1).index_copy_(0, layout.flat, values)
             else:
                 grad_w = gy_t @ x  # (out, in): the raw gradient, pruned positions too
+                if ctx.store is not None:  # it may land in the buffer: no longer masked
+                    ctx.store.buffer_clean = ctx.store.grad_masked = False
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_y.sum(0)
         return grad_x, grad_w, grad_b, None, None, None
@@ -149,11 +153,12 @@ class SparseLinearFunction(torch.autograd.Function):
         dense allocation per step (a new (out × in) zero tensor costs page faults, as much as
         the sparse products at 1% density).
 
-        The layer keeps one gradient buffer. When ``weight.grad`` is None (``zero_grad``
-        set it so), the buffer becomes the gradient: its pruned positions are 0 because the
-        enforcer masked it after the previous backward (positions pruned since then are
-        masked by the enforcer after this backward, before anything reads them: the
-        raw-gradient readers get the dense path). Otherwise the values are added to it.
+        The layer keeps one gradient buffer, known to be 0 at every pruned position while
+        ``store.buffer_clean`` (cleared by a mask change or a dense backward; the enforcer
+        sets it again when it masks the buffer). When ``weight.grad`` is None (``zero_grad``
+        set it so) the buffer becomes the gradient — zeroed in full first unless clean — so
+        the gradient is exactly masked already and the enforcer may skip masking it
+        (``store.grad_masked``). Otherwise the values are added to the gradient there.
         Autograd gets None for ``W`` (so hooks on the weight's accumulated gradient do not fire
         on these steps).
         """
@@ -162,10 +167,14 @@ class SparseLinearFunction(torch.autograd.Function):
             buf = store.grad_buffer
             if buf is None or buf.shape != weight.shape or buf.device != weight.device:
                 buf = store.grad_buffer = torch.zeros_like(weight)
+            elif not store.buffer_clean:
+                buf.zero_()
+            store.buffer_clean = store.grad_masked = True
             buf.view(-1).index_copy_(0, layout.flat, values)
             weight.grad = buf
         else:
             grad.view(-1).index_add_(0, layout.flat, values)
+            store.grad_masked = store.grad_masked and grad is store.grad_buffer
 
 
 class _LayerState:
@@ -179,6 +188,8 @@ class _LayerState:
         self.version = -1
         self.enforcer: Any = None  # a MaskEnforcer; it attaches itself
         self.grad_buffer: Tensor | None = None  # reused as weight.grad on partial steps
+        self.buffer_clean = False  # the buffer is 0 at every pruned position
+        self.grad_masked = False  # weight.grad is the clean buffer plus partial gradients only
 
     def layout_on(self, device: torch.device) -> Layout:
         """The cached layout, rebuilt when the mask changed (or the device did)."""
@@ -186,6 +197,7 @@ class _LayerState:
         lay = self.layout
         if lay is None or v != self.version or lay.flat.device != device:
             self.layout, self.version = Layout.from_mask(self.active, device), v
+            self.buffer_clean = self.grad_masked = False  # positions pruned now may hold values
         assert self.layout is not None
         return self.layout
 

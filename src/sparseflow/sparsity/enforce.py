@@ -21,6 +21,8 @@ backward may skip the pruned positions of the weight gradient: only inside a tra
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -46,9 +48,12 @@ class MaskEnforcer:
         self.raw_grads: dict[str, Tensor] = {}
         #: True between ``before_step`` and ``after_backward`` (the training step's backward).
         self.in_step = False
-        for mod in model.modules():  # sparse-backend layers read in_step and keep_raw
+        #: id(weight) → the sparse-backend state of its layer (it reads in_step and keep_raw).
+        self._sparse: dict[int, Any] = {}
+        for mod in model.modules():
             if isinstance(mod, SparseLinear):
                 mod._sparse.enforcer = self
+                self._sparse[id(mod.weight)] = mod._sparse
 
     @torch.no_grad()
     def apply_to_weights(self) -> None:
@@ -63,8 +68,19 @@ class MaskEnforcer:
             self.raw_grads = {n: p.grad.detach().clone() for n, p, _ in self._pairs
                               if p.grad is not None}
         for _, p, pruned in self._pairs:
-            if p.grad is not None:
+            if p.grad is not None and not self._masked_already(p):
                 p.grad.masked_fill_(pruned, 0.0)
+                self._note_masked(p)
+
+    def _masked_already(self, p: nn.Parameter) -> bool:
+        """A sparse-backend gradient built only at active positions (skips a dense pass)."""
+        state = self._sparse.get(id(p))
+        return state is not None and state.grad_masked and p.grad is state.grad_buffer
+
+    def _note_masked(self, p: nn.Parameter) -> None:
+        state = self._sparse.get(id(p))
+        if state is not None and p.grad is state.grad_buffer:
+            state.buffer_clean = True
 
     @torch.no_grad()
     def set_layer(self, name: str, active: Tensor) -> None:
