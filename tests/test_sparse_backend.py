@@ -288,3 +288,20 @@ def test_the_optimizer_sees_masked_gradients_on_the_sparse_path(masker: str) -> 
     # the reused gradient buffer was handed out (the partial path ran)
     assert all(m._sparse.grad_buffer is not None
                for m in sparse_layers(built.state.model).values())
+
+
+def test_sparse_rigl_in_parts_is_bitwise_the_run_in_one_go(tmp_path: Any) -> None:
+    from sparseflow.train.run import run_experiment
+
+    cfg = ExperimentConfig.model_validate(tiny(
+        optim={"name": "adam", "lr": 0.01}, train={"epochs": 3},
+        sparsity={"density": 0.3, "backend": "sparse", "masker": "rigl",
+                  "dst": {"update_every": 4}}))
+    whole = run_experiment(cfg, tmp_path / "one")
+    assert run_experiment(cfg, tmp_path / "parts", until_epoch=1).status == "partial"
+    parts = run_experiment(cfg, tmp_path / "parts")
+    a = torch.load(whole.run_dir / "final.pt", weights_only=True)
+    b = torch.load(parts.run_dir / "final.pt", weights_only=True)
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert whole.summary["mask_updates"] == parts.summary["mask_updates"] > 0
+    assert whole.summary["test_loss"] == parts.summary["test_loss"]
