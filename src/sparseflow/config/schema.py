@@ -227,6 +227,13 @@ class SparsityConfig(FrozenConfig):
         "paper), sparse_fanin (Evci), layer_scaled (Liu), standard (own init); auto = dense "
         "with dense_width, else standard."
     )
+    backend: Literal["masked", "sparse", "auto"] = Field(
+        "masked", description="How masked Linear layers compute: masked (dense weights times "
+        "the mask, every existing result), sparse (CSR kernels whose cost scales with the "
+        "active weights; equal to masked up to float32 summation order), auto (sparse for "
+        "CPU Linear layers of density <= 10% and >= 65,536 weights, else masked). Convolutions "
+        "stay masked; ignored by dense runs."
+    )
     pai: PaiConfig = Field(default_factory=PaiConfig)
     dst: DstConfig = Field(default_factory=DstConfig)
 

@@ -13,13 +13,20 @@ positions at exactly zero (momentum buffers, Adam moments, Adagrad sums), which 
 The mask may change during training (dynamic sparse training): :meth:`MaskEnforcer.set_layer`
 rewrites one layer's mask *in place*, so every holder of the :class:`Mask` (the probe, the run)
 sees the new mask and the enforcer masks with it from then on.
+
+Layers on the sparse backend (:mod:`sparseflow.sparsity.backend`) ask the enforcer whether a
+backward may skip the pruned positions of the weight gradient: only inside a training step
+(``before_step`` → ``after_backward``) and only when no one asked for the raw gradient.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
+from sparseflow.sparsity.backend import SparseLinear
 from sparseflow.sparsity.mask import Mask, prunable_parameters
 
 
@@ -39,6 +46,14 @@ class MaskEnforcer:
         self.params: dict[str, nn.Parameter] = {n: params[n] for n in mask}
         self.keep_raw = False
         self.raw_grads: dict[str, Tensor] = {}
+        #: True between ``before_step`` and ``after_backward`` (the training step's backward).
+        self.in_step = False
+        #: id(weight) → the sparse-backend state of its layer (it reads in_step and keep_raw).
+        self._sparse: dict[int, Any] = {}
+        for mod in model.modules():
+            if isinstance(mod, SparseLinear):
+                mod._sparse.enforcer = self
+                self._sparse[id(mod.weight)] = mod._sparse
 
     @torch.no_grad()
     def apply_to_weights(self) -> None:
@@ -53,8 +68,19 @@ class MaskEnforcer:
             self.raw_grads = {n: p.grad.detach().clone() for n, p, _ in self._pairs
                               if p.grad is not None}
         for _, p, pruned in self._pairs:
-            if p.grad is not None:
+            if p.grad is not None and not self._masked_already(p):
                 p.grad.masked_fill_(pruned, 0.0)
+                self._note_masked(p)
+
+    def _masked_already(self, p: nn.Parameter) -> bool:
+        """A sparse-backend gradient built only at active positions (skips a dense pass)."""
+        state = self._sparse.get(id(p))
+        return state is not None and state.grad_masked and p.grad is state.grad_buffer
+
+    def _note_masked(self, p: nn.Parameter) -> None:
+        state = self._sparse.get(id(p))
+        if state is not None and p.grad is state.grad_buffer:
+            state.buffer_clean = True
 
     @torch.no_grad()
     def set_layer(self, name: str, active: Tensor) -> None:
@@ -72,8 +98,13 @@ class MaskEnforcer:
                 pruned.copy_(~current.to(pruned.device))
 
     # Hook interface (see sparseflow.train.hooks) ----------------------------------------------
+    def before_step(self, state: object) -> None:
+        """The training step's backward may take partial weight gradients (sparse backend)."""
+        self.in_step = True
+
     def after_backward(self, state: object) -> None:
         """Mask gradients before anything else sees them."""
+        self.in_step = False
         self.apply_to_grads()
 
     def after_step(self, state: object) -> None:

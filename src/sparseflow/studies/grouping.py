@@ -38,6 +38,7 @@ def vectorizable(cfg: ExperimentConfig) -> bool:
     return (cfg.model.name in VECTORIZABLE_FAMILIES
             and not (cfg.gradflow.enabled and cfg.gradflow.probe_set == "batch")
             and not (cfg.sparsity.is_sparse and cfg.sparsity.dynamic)
+            and cfg.sparsity.backend == "masked"  # batched bmm weights: no per-run CSR path
             and cfg.train.log == "none")  # the TensorBoard log is a hook of single runs
 
 

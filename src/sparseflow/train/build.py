@@ -31,6 +31,7 @@ from sparseflow.sparsity import (
     layer_counts,
     prunable_parameters,
 )
+from sparseflow.sparsity.backend import install_backend
 from sparseflow.sparsity.dst import initial_mask_config
 from sparseflow.train.callbacks import EarlyStopping, LRSchedule
 from sparseflow.train.divergence import StopOnDivergence
@@ -154,6 +155,11 @@ def scale_active_weights(cfg: ExperimentConfig, model: nn.Module, mask: Mask,
                              dense_fans=twin_fans(twin))
 
 
+def _batch_probe(cfg: ExperimentConfig) -> bool:
+    """Whether the run's probe reads the training batch's raw gradient."""
+    return cfg.gradflow.enabled and cfg.gradflow.probe_set == "batch"
+
+
 def build_probe(cfg: ExperimentConfig, data: DataBundle, mask: Mask | None,
                 generator: torch.Generator) -> GradFlowProbe:
     """The gradient-flow probe with its probe set (drawn once per run from the train split)."""
@@ -217,6 +223,8 @@ def build_run(cfg: ExperimentConfig, data: DataBundle | None = None) -> Built:
     if mask is not None:
         scale_active_weights(cfg, model, mask, twin)
     model.to(device)
+    # Before the enforcer (it attaches to these layers); a batch-mode probe reads every raw grad.
+    install_backend(model, mask, cfg.sparsity.backend, device, dense_grads=_batch_probe(cfg))
     optimizer = build_optimizer(model.parameters(), cfg.optim)
     n = len(data.train)
     bs = cfg.train.batch_size

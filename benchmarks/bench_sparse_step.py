@@ -1,0 +1,142 @@
+"""Benchmark: one training step (forward + backward + mask enforcement + SGD-momentum step,
+batch 128) of a sparse MLP of width 3,076 on Fashion-MNIST shapes (784 in, 10 out, 2 hidden
+layers), every prunable layer at density d, with ``sparsity.backend`` sparse vs masked, against
+its dense twin (width round(3,076·√d): the same active weights per hidden layer; 308 at 1%).
+Goal: sparse ≤ 3× the dense twin at ≤ 5% density (masked dense: ≈ 20–100×).
+
+Then the per-layer crossover behind ``auto``: forward + backward of one 3,076 × 3,076 layer,
+sparse / masked, over densities.
+
+The three sides run alternately (A, B, C, A, B, C, …) in one process; medians of the repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sparseflow  # noqa: F401
+from sparseflow.config.schema import ModelConfig
+from sparseflow.models import build_model
+from sparseflow.sparsity import Mask, MaskEnforcer, prunable_parameters
+from sparseflow.sparsity.backend import install_backend
+
+WIDTH, IN, OUT, BATCH = 3076, 784, 10, 128
+
+
+def mlp(width: int) -> nn.Module:
+    return build_model(ModelConfig(width=width, hidden_layers=2), (IN,), OUT,
+                       generator=torch.Generator().manual_seed(0))
+
+
+def random_mask(model: nn.Module, density: float) -> Mask:
+    g = torch.Generator().manual_seed(1)
+    return Mask({n: torch.rand(p.shape, generator=g) < density
+                 for n, p in prunable_parameters(model).items()})
+
+
+def stepper(width: int, density: float | None, backend: str) -> Callable[[], None]:
+    """One training step of a fresh model (density None: dense)."""
+    model = mlp(width)
+    enforcer = None
+    if density is not None:
+        mask = random_mask(model, density)
+        install_backend(model, mask, backend, torch.device("cpu"))
+        enforcer = MaskEnforcer(model, mask)
+        enforcer.apply_to_weights()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(BATCH, IN, generator=g), torch.randint(0, OUT, (BATCH,), generator=g)
+
+    def step() -> None:
+        if enforcer is not None:
+            enforcer.before_step(None)
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        if enforcer is not None:
+            enforcer.after_backward(None)
+        opt.step()
+        if enforcer is not None:
+            enforcer.after_step(None)
+    return step
+
+
+def interleaved(fns: list[Callable[[], None]], repeats: int, inner: int) -> list[float]:
+    """Median seconds per call of each function, measured alternately."""
+    for f in fns:
+        f()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, f in enumerate(fns):
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                f()
+            times[i].append((time.perf_counter() - t0) / inner)
+    return [statistics.median(t) for t in times]
+
+
+def step_table(densities: list[float], repeats: int, inner: int) -> None:
+    print(f"Training step, MLP {IN}-{WIDTH}-{WIDTH}-{OUT}, batch {BATCH}, "
+          f"{torch.get_num_threads()} threads (ms per step)")
+    print(f"  {'density':>7} {'twin':>5} {'dense twin':>10} {'masked':>8} {'sparse':>8} "
+          f"{'masked/twin':>11} {'sparse/twin':>11} {'masked/sparse':>13}")
+    for d in densities:
+        twin = round(WIDTH * d ** 0.5)
+        t_dense, t_masked, t_sparse = interleaved(
+            [stepper(twin, None, ""), stepper(WIDTH, d, "masked"), stepper(WIDTH, d, "sparse")],
+            repeats, inner)
+        print(f"  {d:>7.0%} {twin:>5} {t_dense * 1e3:>10.1f} {t_masked * 1e3:>8.1f} "
+              f"{t_sparse * 1e3:>8.1f} {t_masked / t_dense:>10.1f}x {t_sparse / t_dense:>10.1f}x "
+              f"{t_masked / t_sparse:>12.1f}x")
+
+
+def layer_step(density: float, backend: str) -> Callable[[], None]:
+    layer = nn.Linear(WIDTH, WIDTH)
+    wrapper = nn.Sequential(layer)
+    mask = random_mask(wrapper, density)
+    install_backend(wrapper, mask, backend, torch.device("cpu"))
+    enforcer = MaskEnforcer(wrapper, mask)
+    enforcer.apply_to_weights()
+    x = torch.randn(BATCH, WIDTH, requires_grad=True)
+
+    def step() -> None:
+        enforcer.before_step(None)
+        layer.weight.grad = None
+        wrapper(x).sum().backward()
+        enforcer.after_backward(None)
+    return step
+
+
+def crossover_table(densities: list[float], repeats: int, inner: int) -> None:
+    print(f"One {WIDTH}x{WIDTH} Linear, forward + backward (ms): the crossover behind auto")
+    print(f"  {'density':>7} {'masked':>8} {'sparse':>8} {'sparse/masked':>13}")
+    for d in densities:
+        t_masked, t_sparse = interleaved([layer_step(d, "masked"), layer_step(d, "sparse")],
+                                         repeats, inner)
+        print(f"  {d:>7.0%} {t_masked * 1e3:>8.1f} {t_sparse * 1e3:>8.1f} "
+              f"{t_sparse / t_masked:>12.2f}x")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--densities", type=float, nargs="+", default=[0.01, 0.05, 0.10, 0.25])
+    ap.add_argument("--crossover", type=float, nargs="+",
+                    default=[0.01, 0.02, 0.05, 0.10, 0.25])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--inner", type=int, default=3, help="steps per timed repeat")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    step_table(args.densities, args.repeats, args.inner)
+    crossover_table(args.crossover, args.repeats, args.inner)
+
+
+if __name__ == "__main__":
+    main()
