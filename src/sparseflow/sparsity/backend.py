@@ -35,6 +35,11 @@ from torch import Tensor, nn
 
 from sparseflow.sparsity.mask import Mask
 
+# torch announces once per process that CSR support is "in beta"; the operations used here
+# are tested against masked dense, so the notice would only alarm a user reading a run's log.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state",
+                        category=UserWarning)
+
 Backend = Literal["auto", "masked", "sparse"]
 
 #: ``auto`` picks the sparse path for a Linear layer at or below this density (CPU only).
