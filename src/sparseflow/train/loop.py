@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparseflow.data import DataBundle, Split, epoch_batches
+from sparseflow.train.evaluation import EvalPlan, skipped
 from sparseflow.train.hooks import call
 from sparseflow.train.state import TrainState
 
@@ -75,33 +76,42 @@ def train_epoch(state: TrainState, data: DataBundle, hooks: Sequence[Any], *,
 
 
 def fit(state: TrainState, data: DataBundle, hooks: Sequence[Any], *, batch_size: int,
-        eval_batch_size: int, drop_last: bool = False, until_epoch: int | None = None) -> None:
+        eval_batch_size: int, drop_last: bool = False, until_epoch: int | None = None,
+        plan: EvalPlan | None = None) -> None:
     """Train until ``state.epochs`` epochs are done, a hook sets ``state.stop``, or
     ``until_epoch`` (exclusive cap for training in parts) is reached.
 
     Each completed epoch appends a record to ``state.history`` with the running train
-    loss/accuracy, validation and test loss/accuracy (eval mode), the lr and the seconds spent.
+    loss/accuracy, validation and test loss/accuracy (eval mode; ``None`` after an epoch the
+    ``plan`` does not evaluate that split; default: every epoch), the lr and the seconds spent.
     """
+    plan = plan or EvalPlan()
     call(hooks, "begin", state)
     limit = state.epochs if until_epoch is None else min(until_epoch, state.epochs)
     while state.epoch < limit and not state.stop:
         t0 = time.perf_counter()
         train_loss, train_acc = train_epoch(state, data, hooks, batch_size=batch_size,
                                             drop_last=drop_last)
-        val_loss, val_acc = evaluate(state.model, data.val, eval_batch_size)
-        test_loss, test_acc = evaluate(state.model, data.test, eval_batch_size)
-        state.epoch += 1
+        epoch = state.epoch + 1
+        state.epoch = epoch
         state.history.append({
-            "epoch": state.epoch,
+            "epoch": epoch,
             "train_loss": train_loss,
             "train_accuracy": train_acc,
-            "val_loss": val_loss,
-            "val_accuracy": val_acc,
-            "test_loss": test_loss,
-            "test_accuracy": test_acc,
+            **_evaluated(state.model, data, "val", plan.val_at(epoch), eval_batch_size),
+            **_evaluated(state.model, data, "test", plan.test_at(epoch), eval_batch_size),
             "lr": state.optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - t0,
         })
         call(hooks, "end_epoch", state)
     if state.stop or state.epoch >= state.epochs:
         call(hooks, "end", state)
+
+
+def _evaluated(model: nn.Module, data: DataBundle, split: str, now: bool,
+               batch_size: int) -> dict[str, float | None]:
+    """``{split}_loss`` and ``{split}_accuracy`` of the model, or None for both when not now."""
+    if not now:
+        return skipped(split)
+    loss, acc = evaluate(model, getattr(data, split), batch_size)
+    return {f"{split}_loss": loss, f"{split}_accuracy": acc}

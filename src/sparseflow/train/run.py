@@ -37,6 +37,7 @@ from sparseflow.sparsity import Mask
 from sparseflow.train.build import Built, build_run
 from sparseflow.train.determinism import pinned_threads, reproducibility
 from sparseflow.train.divergence import STOP_REASON
+from sparseflow.train.evaluation import EvalPlan, evaluation_record
 from sparseflow.train.hooks import stateful
 from sparseflow.train.loop import evaluate, fit
 from sparseflow.train.seeding import generator_states, load_generator_states
@@ -158,8 +159,12 @@ def load_checkpoint(run_dir: Path, built: Built) -> bool:
 def summary_record(cfg: ExperimentConfig, *, final: dict[str, float], epochs: int, steps: int,
                    stopped: bool, stop_reason: str, best_epoch: int, seconds: float,
                    resumed: bool, params_total: int, mask: Mask | None, data: DataBundle,
-                   extra: dict[str, Any]) -> dict[str, Any]:
+                   extra: dict[str, Any], evaluation: dict[str, Any] | None = None
+                   ) -> dict[str, Any]:
     """The content of ``summary.json`` (shared by single and vectorized runs).
+
+    ``evaluation`` (:func:`~sparseflow.train.evaluation.evaluation_record`): when the series
+    evaluated the validation and test splits.
 
     ``diverged`` (see :mod:`sparseflow.train.divergence`): ``extra["diverged"]`` (from the
     series) or a non-finite final training loss.
@@ -180,6 +185,7 @@ def summary_record(cfg: ExperimentConfig, *, final: dict[str, float], epochs: in
         "stop_reason": stop_reason,
         "diverged": diverged,
         "best_epoch": best_epoch,
+        "evaluation": evaluation,
         "duration_s": seconds,
         "resumed": resumed,
         "params_total": params_total,
@@ -211,7 +217,8 @@ def _summary(cfg: ExperimentConfig, built: Built, seconds: float,
         stop_reason=st.stop_reason,
         best_epoch=built.early.best_epoch if built.early else st.epoch, seconds=seconds,
         resumed=resumed, params_total=sum(p.numel() for p in st.model.parameters()),
-        mask=built.mask, data=data, extra=_hook_summaries(built))
+        mask=built.mask, data=data, extra=_hook_summaries(built),
+        evaluation=evaluation_record(EvalPlan.from_config(cfg), st.history))
 
 
 def _hook_summaries(built: Built) -> dict[str, Any]:
@@ -288,7 +295,8 @@ def _run(cfg: ExperimentConfig, root: str | Path, *, hooks: Sequence[Any],
     try:
         fit(built.state, built.data, [*built.hooks, *logs, _Checkpointer(run_dir, built)],
             batch_size=cfg.train.batch_size, eval_batch_size=cfg.train.eval_batch_size,
-            drop_last=cfg.train.drop_last, until_epoch=until_epoch)
+            drop_last=cfg.train.drop_last, until_epoch=until_epoch,
+            plan=EvalPlan.from_config(cfg))
     finally:
         for log in logs:
             log.close()  # also after a partial call or an interruption: keep what was written

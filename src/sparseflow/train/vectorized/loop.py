@@ -24,6 +24,7 @@ from sparseflow.gradflow import MEASURES, gradient_flow
 from sparseflow.optim import lr_factor
 from sparseflow.train.divergence import diverged_epoch
 from sparseflow.train.divergence import stop_reason as divergence_reason
+from sparseflow.train.evaluation import EvalPlan
 from sparseflow.train.probe import is_probe_epoch
 from sparseflow.train.vectorized.functional import mlp_forward
 from sparseflow.train.vectorized.state import GroupState
@@ -111,6 +112,12 @@ def evaluate(state: GroupState, split: Split, batch_size: int) -> list[tuple[flo
     return [(loss_sum[k].item() / n, correct[k].item() / n) for k in range(state.k)]
 
 
+def _evaluated(state: GroupState, split: Split, now: bool,
+               batch_size: int) -> list[tuple[float | None, float | None]]:
+    """:func:`evaluate`, or (None, None) per model when the plan skips this epoch."""
+    return evaluate(state, split, batch_size) if now else [(None, None)] * state.k
+
+
 def probe(state: GroupState, xs: Tensor, ys: Tensor, names: list[str],
           chunk: int | None) -> list[dict[str, Any]]:
     """Gradient flow of every model on its probe set xs (K, P, …), ys (K, P), leaving no trace:
@@ -163,14 +170,16 @@ def fit(state: GroupState, data: DataBundle, *, decay_names: list[str],
     """Train every model to its epoch cap or early stop, probing and checkpointing."""
     cfg = state.members[0].cfg
     es = cfg.train.early_stopping
+    plan = EvalPlan.from_config(cfg)
     if probe_fn and state.epoch == 0 and not any(state.gradflow):
         record_probe(state, probe_fn(state), 0, list(range(state.k)))
     while state.epoch < state.epochs and bool(state.active.any()):
         t0 = time.perf_counter()
         running = train_epoch(state, data, decay_names)
-        val = evaluate(state, data.val, cfg.train.eval_batch_size)
-        test = evaluate(state, data.test, cfg.train.eval_batch_size)
         state.epoch += 1
+        val = _evaluated(state, data.val, plan.val_at(state.epoch), cfg.train.eval_batch_size)
+        test = _evaluated(state, data.test, plan.test_at(state.epoch),
+                          cfg.train.eval_batch_size)
         trained = [k for k in range(state.k) if bool(state.active[k])]
         seconds = (time.perf_counter() - t0) / max(len(trained), 1)
         for k in trained:
