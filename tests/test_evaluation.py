@@ -124,3 +124,24 @@ def test_report_line_says_what_was_evaluated_when() -> None:
     old = evaluated_text([{}, {"evaluation": ev}])  # a run recorded before the fields existed
     assert "validation and test after every epoch [1 runs]" in old
     assert evaluated_text([]) == "–"
+
+
+def test_step_hooks_are_resolved_once_and_called_in_order() -> None:
+    from sparseflow.train.hooks import Hook
+    from sparseflow.train.loop import _bound
+
+    calls: list[str] = []
+
+    class Plain:  # no base class: its own method only
+        def after_step(self, state) -> None:
+            calls.append("plain")
+
+    class Sub(Hook):  # inherits Hook's no-ops, overrides one
+        def after_step(self, state) -> None:
+            calls.append("sub")
+
+    hooks = [Sub(), Hook(), Plain(), object()]
+    assert _bound(hooks, "before_step") == []  # only inherited no-ops or nothing
+    for fn in _bound(hooks, "after_step"):
+        fn(None)
+    assert calls == ["sub", "plain"]

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from sparseflow.data import DataBundle, Split, epoch_batches
 from sparseflow.train.evaluation import EvalPlan, skipped
-from sparseflow.train.hooks import call
+from sparseflow.train.hooks import Hook, call
 from sparseflow.train.state import TrainState
 
 
@@ -38,10 +38,20 @@ def evaluate(model: nn.Module, split: Split, batch_size: int) -> tuple[float, fl
     return loss_sum.item() / n, correct.item() / n
 
 
+def _bound(hooks: Sequence[Any], point: str) -> list[Any]:
+    """The ``point`` methods of ``hooks`` in list order, resolved once per epoch rather than
+    per step, leaving out hooks without one and :class:`Hook`'s inherited no-ops."""
+    noop = getattr(Hook, point)
+    return [getattr(h, point) for h in hooks
+            if getattr(h, point, None) is not None and getattr(type(h), point, None) is not noop]
+
+
 def train_epoch(state: TrainState, data: DataBundle, hooks: Sequence[Any], *,
                 batch_size: int, drop_last: bool) -> tuple[float, float]:
     """One pass over the training split; returns the running (train-mode) loss and accuracy."""
     model, opt, gens = state.model, state.optimizer, state.generators
+    before, backward, after = (_bound(hooks, p) for p in ("before_step", "after_backward",
+                                                          "after_step"))
     model.train()
     x_all, y_all = data.train.x, data.train.y
     loss_sum = torch.zeros((), dtype=torch.float64, device=x_all.device)
@@ -53,16 +63,19 @@ def train_epoch(state: TrainState, data: DataBundle, hooks: Sequence[Any], *,
         if data.augmenter is not None:
             x = data.augmenter(x, gens["augment"])
         state.batch = (x, y)
-        call(hooks, "before_step", state)
+        for fn in before:
+            fn(state)
         opt.zero_grad(set_to_none=True)
         logits = model(x)
         loss: Tensor = F.cross_entropy(logits, y)
         loss.backward()
         state.loss = loss
-        call(hooks, "after_backward", state)
+        for fn in backward:
+            fn(state)
         if not state.skip_update:  # a hook may skip this batch's step (dynamic sparsity)
             opt.step()
-        call(hooks, "after_step", state)
+        for fn in after:
+            fn(state)
         state.skip_update = False
         state.step += 1
         # Accumulate on-device: no host sync per step.

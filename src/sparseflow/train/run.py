@@ -100,19 +100,20 @@ def save_checkpoint(run_dir: Path, built: Built) -> None:
         "generators": generator_states(st.generators),
         "hooks": {k: h.state_dict() for k, h in stateful(built.hooks).items()},
     }, run_dir / CHECKPOINT, durable=False)
-    _write_series(run_dir, built)
+    # Rewritten every epoch and again (durably) before the summary: no fsync here either.
+    _write_series(run_dir, built, durable=False)
 
 
-def _write_series(run_dir: Path, built: Built) -> None:
+def _write_series(run_dir: Path, built: Built, *, durable: bool = True) -> None:
     """The per-epoch metrics, the gradient-flow series (when measured) and the mask-update
     series (dynamic sparse training) as JSON."""
     st = built.state
-    atomic_write_json(run_dir / METRICS, st.history)
+    atomic_write_json(run_dir / METRICS, st.history, durable=durable)
     if "gradflow" in st.extra:
-        atomic_write_json(run_dir / GRADFLOW, st.extra["gradflow"])
+        atomic_write_json(run_dir / GRADFLOW, st.extra["gradflow"], durable=durable)
     dst = _dst_hook(built)
     if dst is not None:
-        atomic_write_json(run_dir / DST, dst.series())
+        atomic_write_json(run_dir / DST, dst.series(), durable=durable)
 
 
 def _dst_hook(built: Built) -> Any:
