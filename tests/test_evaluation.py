@@ -145,3 +145,39 @@ def test_step_hooks_are_resolved_once_and_called_in_order() -> None:
     for fn in _bound(hooks, "after_step"):
         fn(None)
     assert calls == ["sub", "plain"]
+
+
+def test_final_evaluation_reuses_the_last_epochs_when_weights_are_unchanged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sparseflow.train import loop
+
+    calls: list[int] = []
+    real = loop.evaluate
+
+    def counting(model, split, batch_size):
+        calls.append(len(split))
+        return real(model, split, batch_size)
+
+    monkeypatch.setattr(loop, "evaluate", counting)
+    result = run_experiment(_cfg(), tmp_path)
+    summary = result.summary
+    n = summary["dataset"]
+    # The series: test after epochs 2 and 4, val after 4; the summary adds only train.
+    assert sorted(calls) == sorted([n["test"], n["test"], n["val"], n["train"]])
+    last = json.loads((result.run_dir / "metrics.json").read_text())[-1]
+    assert (summary["val_loss"], summary["test_accuracy"]) == (last["val_loss"],
+                                                                last["test_accuracy"])
+
+
+def test_restored_best_weights_are_evaluated_again(tmp_path: Path) -> None:
+    # lr high enough that validation loss stops improving early on this tiny set.
+    cfg = _cfg(epochs=10, early_stopping={"enabled": True, "patience": 1})
+    cfg = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"lr": 0.8})})
+    result = run_experiment(cfg, tmp_path)
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    best = result.summary["best_epoch"]
+    assert all(m["val_loss"] is not None for m in metrics)  # early stopping: every epoch
+    # The final weights are the best epoch's, so their validation loss is that epoch's.
+    assert result.summary["val_loss"] == pytest.approx(metrics[best - 1]["val_loss"], rel=1e-6)
+    assert best < len(metrics)  # stopped after a worse epoch: the restore is exercised
+    assert result.summary["val_loss"] != metrics[-1]["val_loss"]  # evaluated again

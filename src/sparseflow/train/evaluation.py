@@ -13,8 +13,10 @@ known only after the epoch's hooks ran, so there the summary's final evaluation 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from torch import nn
 
 from sparseflow.train.probe import is_probe_epoch
 
@@ -46,6 +48,10 @@ class EvalPlan:
     test: str = "epoch"
     epochs: int = 0
     probe: Callable[[int], bool] | None = None
+    #: split → (weights fingerprint, loss, accuracy) of its latest evaluation in the loop, so
+    #: the final evaluation can reuse it when the weights did not change since (see
+    #: :func:`fingerprint`). Not checkpointed: a resumed run evaluates again.
+    latest: dict[str, tuple[Any, float, float]] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_config(cls, cfg: Any) -> EvalPlan:
@@ -90,6 +96,14 @@ class EvalPlan:
     def record(self) -> dict[str, str]:
         """What the summary states: the resolved modes."""
         return {"val": self.val, "test": self.test}
+
+
+def fingerprint(model: nn.Module) -> tuple[tuple[int, int, int], ...]:
+    """Identity of the model's current weights and buffers: every tensor's (id, storage
+    address, version counter). Any in-place change (an optimizer step, re-masking,
+    ``load_state_dict``) bumps a version; an evaluation (no grad, eval mode) changes none."""
+    return tuple((id(t), t.data_ptr(), t._version)
+                 for t in model.state_dict(keep_vars=True).values())
 
 
 def skipped(split: str) -> dict[str, None]:

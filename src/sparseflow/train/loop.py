@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparseflow.data import DataBundle, Split, epoch_batches
-from sparseflow.train.evaluation import EvalPlan, skipped
+from sparseflow.train.evaluation import EvalPlan, fingerprint, skipped
 from sparseflow.train.hooks import Hook, call
 from sparseflow.train.state import TrainState
 
@@ -111,8 +111,8 @@ def fit(state: TrainState, data: DataBundle, hooks: Sequence[Any], *, batch_size
             "epoch": epoch,
             "train_loss": train_loss,
             "train_accuracy": train_acc,
-            **_evaluated(state.model, data, "val", plan.val_at(epoch), eval_batch_size),
-            **_evaluated(state.model, data, "test", plan.test_at(epoch), eval_batch_size),
+            **_evaluated(state.model, data, "val", plan, epoch, eval_batch_size),
+            **_evaluated(state.model, data, "test", plan, epoch, eval_batch_size),
             "lr": state.optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - t0,
         })
@@ -121,10 +121,30 @@ def fit(state: TrainState, data: DataBundle, hooks: Sequence[Any], *, batch_size
         call(hooks, "end", state)
 
 
-def _evaluated(model: nn.Module, data: DataBundle, split: str, now: bool,
+def _evaluated(model: nn.Module, data: DataBundle, split: str, plan: EvalPlan, epoch: int,
                batch_size: int) -> dict[str, float | None]:
-    """``{split}_loss`` and ``{split}_accuracy`` of the model, or None for both when not now."""
-    if not now:
+    """``{split}_loss`` and ``{split}_accuracy`` after ``epoch``, or None for both when the
+    plan skips it; an evaluation is remembered in ``plan.latest`` (see :func:`final_metrics`)."""
+    if not (plan.val_at(epoch) if split == "val" else plan.test_at(epoch)):
         return skipped(split)
     loss, acc = evaluate(model, getattr(data, split), batch_size)
+    plan.latest[split] = (fingerprint(model), loss, acc)
     return {f"{split}_loss": loss, f"{split}_accuracy": acc}
+
+
+def final_metrics(model: nn.Module, data: DataBundle, batch_size: int,
+                  plan: EvalPlan | None = None) -> dict[str, float]:
+    """Loss and accuracy of the final weights on the train, val and test splits (the
+    summary's). A split the loop evaluated on these very weights (same fingerprint: nothing
+    changed them since, e.g. no best-epoch restore) is not forwarded again: the same function
+    on the same weights and data gives the same numbers."""
+    out: dict[str, float] = {}
+    now = fingerprint(model) if plan is not None and plan.latest else None
+    for split in ("train", "val", "test"):
+        seen = plan.latest.get(split) if plan is not None else None
+        if seen is not None and seen[0] == now:
+            loss, acc = seen[1], seen[2]
+        else:
+            loss, acc = evaluate(model, getattr(data, split), batch_size)
+        out[f"{split}_loss"], out[f"{split}_accuracy"] = loss, acc
+    return out

@@ -39,7 +39,7 @@ from sparseflow.train.determinism import pinned_threads, reproducibility
 from sparseflow.train.divergence import STOP_REASON
 from sparseflow.train.evaluation import EvalPlan, evaluation_record
 from sparseflow.train.hooks import stateful
-from sparseflow.train.loop import evaluate, fit
+from sparseflow.train.loop import final_metrics, fit
 from sparseflow.train.seeding import generator_states, load_generator_states
 from sparseflow.train.tblog import tensorboard_hooks
 from sparseflow.utils.atomic import atomic_torch_save, atomic_write_json, read_json
@@ -206,20 +206,17 @@ def summary_record(cfg: ExperimentConfig, *, final: dict[str, float], epochs: in
     } | {k: v for k, v in extra.items() if k != "diverged"}
 
 
-def _summary(cfg: ExperimentConfig, built: Built, seconds: float,
-             resumed: bool) -> dict[str, Any]:
+def _summary(cfg: ExperimentConfig, built: Built, seconds: float, resumed: bool,
+             plan: EvalPlan) -> dict[str, Any]:
     st, data = built.state, built.data
-    final = {}
-    for split in ("train", "val", "test"):
-        loss, acc = evaluate(st.model, getattr(data, split), cfg.train.eval_batch_size)
-        final[f"{split}_loss"], final[f"{split}_accuracy"] = loss, acc
+    final = final_metrics(st.model, data, cfg.train.eval_batch_size, plan)
     return summary_record(
         cfg, final=final, epochs=st.epoch, steps=st.step, stopped=bool(st.stop),
         stop_reason=st.stop_reason,
         best_epoch=built.early.best_epoch if built.early else st.epoch, seconds=seconds,
         resumed=resumed, params_total=sum(p.numel() for p in st.model.parameters()),
         mask=built.mask, data=data, extra=_hook_summaries(built),
-        evaluation=evaluation_record(EvalPlan.from_config(cfg), st.history))
+        evaluation=evaluation_record(plan, st.history))
 
 
 def _hook_summaries(built: Built) -> dict[str, Any]:
@@ -293,11 +290,11 @@ def _run(cfg: ExperimentConfig, root: str | Path, *, hooks: Sequence[Any],
     resumed = load_checkpoint(run_dir, built)
     prior = sum(r["seconds"] for r in built.state.history)
     t0 = time.perf_counter()
+    plan = EvalPlan.from_config(cfg)
     try:
         fit(built.state, built.data, [*built.hooks, *logs, _Checkpointer(run_dir, built)],
             batch_size=cfg.train.batch_size, eval_batch_size=cfg.train.eval_batch_size,
-            drop_last=cfg.train.drop_last, until_epoch=until_epoch,
-            plan=EvalPlan.from_config(cfg))
+            drop_last=cfg.train.drop_last, until_epoch=until_epoch, plan=plan)
     finally:
         for log in logs:
             log.close()  # also after a partial call or an interruption: keep what was written
@@ -311,7 +308,7 @@ def _run(cfg: ExperimentConfig, root: str | Path, *, hooks: Sequence[Any],
     if dst is not None:  # the mask of final.pt's weights (the best epoch's with restore_best)
         Mask(dst.final_mask()).save(run_dir / MASK_FINAL)
     _write_series(run_dir, built)
-    summary = _summary(cfg, built, prior + time.perf_counter() - t0, resumed)
+    summary = _summary(cfg, built, prior + time.perf_counter() - t0, resumed, plan)
     atomic_write_json(run_dir / SUMMARY, summary)
     (run_dir / CHECKPOINT).unlink(missing_ok=True)
     return RunResult(run_dir, "finished", summary)
