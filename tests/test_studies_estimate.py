@@ -44,9 +44,10 @@ def _plan(**over):
 
 def _by_hand(t: timing.Throughput, k: int, n_train: int, n_val: int, n_test: int) -> float:
     """One group of spec_dict's shape: 2 epochs, batch 64, 3 probe points (epochs 0, 1, 2),
-    a checkpoint every epoch."""
+    a checkpoint every epoch; validation evaluated after the last epoch, test after both
+    (the probe epochs: train.eval_val / eval_test auto)."""
     steps = math.ceil(n_train / 64)
-    loop = 2 * (steps * t.step_s + (n_val + n_test) * t.eval_s_per_example + t.checkpoint_s)
+    loop = 2 * (steps * t.step_s + t.checkpoint_s) + (n_val + 2 * n_test) * t.eval_s_per_example
     return (t.build_s + loop + 3 * t.probe_s
             + k * ((n_train + n_val + n_test) * t.final_s_per_example + t.write_s))
 

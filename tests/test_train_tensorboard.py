@@ -64,10 +64,15 @@ def test_tensorboard_log_holds_epochs_and_gradflow_and_same_weights(tmp_path: Pa
     metrics = json.loads((logged.run_dir / "metrics.json").read_text())
     train_loss = _values(acc, "loss/train")
     assert sorted(train_loss) == [1, 2, 3]
+    test_acc = _values(acc, "accuracy/test")
+    # The test split is evaluated at the probe epochs after training (2, 3), not after epoch 1;
+    # validation after the last epoch only (train.eval_test / eval_val: auto).
+    assert sorted(test_acc) == [m["epoch"] for m in metrics if m["test_accuracy"] is not None]
+    assert sorted(test_acc) == [2, 3] and sorted(_values(acc, "loss/val")) == [3]
     for m in metrics:
         assert train_loss[m["epoch"]] == pytest.approx(m["train_loss"], rel=1e-6)
-        assert _values(acc, "accuracy/test")[m["epoch"]] == pytest.approx(m["test_accuracy"],
-                                                                          rel=1e-6)
+        if m["test_accuracy"] is not None:
+            assert test_acc[m["epoch"]] == pytest.approx(m["test_accuracy"], rel=1e-6)
     series = json.loads((logged.run_dir / "gradflow.json").read_text())
     series = series["series"] if isinstance(series, dict) else series
     epochs = [p["epoch"] for p in series]

@@ -141,9 +141,10 @@ class ProgressHook:
         last = state.last
         parts = [f"epoch {state.epoch}/{state.epochs}",
                  f"train loss {fmt_metric(last.get('train_loss'))} acc "
-                 f"{fmt_metric(last.get('train_accuracy'), True)}",
-                 f"val loss {fmt_metric(last.get('val_loss'))} acc "
-                 f"{fmt_metric(last.get('val_accuracy'), True)}"]
+                 f"{fmt_metric(last.get('train_accuracy'), True)}"]
+        if last.get("val_loss") is not None:  # None: not evaluated this epoch (train.eval_val)
+            parts.append(f"val loss {fmt_metric(last.get('val_loss'))} acc "
+                         f"{fmt_metric(last.get('val_accuracy'), True)}")
         point = _probe_at(state, state.epoch)
         if point is not None:
             parts.append(f"egf2 {fmt_egf(point.get('egf2'))}")

@@ -3,7 +3,8 @@
 The canonical form keeps only values that differ from their defaults, recursively, with sorted
 keys. Adding a field with a default that changes nothing therefore keeps every old id; ``name``
 and ``seed`` are excluded (a label and a replicate index, not a different experiment), and so is
-``train.log`` (a TensorBoard log observes a run without changing it).
+``train.log`` (a TensorBoard log observes a run without changing it) and ``train.eval_val`` /
+``train.eval_test`` (evaluation runs in eval mode without randomness: it never changes training).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from sparseflow.config.schema import ExperimentConfig
 _NOT_IDENTITY = frozenset({"name", "seed"})
 #: (section, field) pairs that never enter the id: observation only, they change no result, so
 #: turning them on for an existing run or study finds the same runs.
-_NOT_IDENTITY_NESTED = frozenset({("train", "log")})
+_NOT_IDENTITY_NESTED = frozenset({("train", "log"), ("train", "eval_val"),
+                                  ("train", "eval_test")})
 
 
 def _jsonable(value: Any) -> Any:

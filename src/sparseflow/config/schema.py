@@ -393,6 +393,26 @@ class TrainConfig(FrozenConfig):
         "tb/ (per-epoch losses/accuracies, gradient flow and per-layer norms at the probe "
         "points), to watch runs live. Observation only: not part of the run id."
     )
+    eval_val: Literal["auto", "epoch", "end", "never"] = Field(
+        "auto", description="When the per-epoch series evaluates the validation split: epoch "
+        "= after every epoch; end = after the last epoch only; never = not in the series; auto "
+        "= epoch with early stopping (it needs every epoch), else end. The summary's final "
+        "train/val/test evaluation is always made. Observation only: not part of the run id."
+    )
+    eval_test: Literal["auto", "probes", "epoch", "end"] = Field(
+        "auto", description="When the per-epoch series evaluates the test split: probes = at "
+        "the gradient-flow probe epochs and after the last epoch (end without gradient flow); "
+        "epoch = after every epoch; end = after the last epoch only; auto = probes. Observation "
+        "only: not part of the run id."
+    )
+
+    @model_validator(mode="after")
+    def _val_for_early_stopping(self) -> TrainConfig:
+        if self.early_stopping.enabled and self.eval_val not in ("auto", "epoch"):
+            raise ValueError(f"train.early_stopping reads the validation loss every epoch, but "
+                             f"train.eval_val is {self.eval_val!r}; set train.eval_val=epoch "
+                             "(or auto)")
+        return self
 
 
 class GradFlowConfig(FrozenConfig):

@@ -315,6 +315,7 @@ def summary_items(study: StudyData, table: PValueTable) -> list[tuple[str, str]]
                    f"{', '.join(map(str, study.widths()))}"),
         ("swept axes", axes),
         ("seeds", f"{len(seeds)} ({', '.join(map(str, seeds))})"),
+        ("evaluated", evaluated_text(study.summaries)),
         ("epochs trained", "–".join(map(str, sorted({epochs[0], epochs[-1]}))) if epochs
                            else "–"),
         ("statistics", f"{table.test}, one-sided (H1: sparse better than dense); correction "
@@ -322,3 +323,39 @@ def summary_items(study: StudyData, table: PValueTable) -> list[tuple[str, str]]
         ("software", _versions(study.summaries)),
         ("created", f"{study.created_at} (updated {study.updated_at})"),
     ]
+
+
+#: Resolved ``train.eval_val`` / ``train.eval_test`` mode → when the series evaluates.
+_EVAL_WHEN = {"epoch": "after every epoch", "end": "after the last epoch only",
+              "never": "never in the series", "probes": "at the probe epochs and the last"}
+
+
+def _eval_one(ev: Mapping[str, Any] | None) -> str:
+    """One run's evaluation record as text; a run recorded before the record existed
+    evaluated both splits after every epoch."""
+    if not ev:
+        return "validation and test after every epoch"
+    return (f"validation {_EVAL_WHEN.get(ev.get('val'), ev.get('val'))}, test "
+            f"{_EVAL_WHEN.get(ev.get('test'), ev.get('test'))}")
+
+
+def evaluated_text(summaries: Sequence[Mapping[str, Any]]) -> str:
+    """The report's line on what was evaluated when: the series' validation and test
+    evaluations (with the mean count per run), then the final evaluation every run has."""
+    if not summaries:
+        return "–"
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for s in summaries:
+        groups.setdefault(_eval_one(s.get("evaluation")), []).append(s)
+    parts = []
+    for text, runs in groups.items():
+        counts = [(len(ev["val_epochs"]), len(ev["test_epochs"])) for ev in
+                  (r.get("evaluation") for r in runs) if ev]
+        if counts:
+            val = sum(c[0] for c in counts) / len(counts)
+            test = sum(c[1] for c in counts) / len(counts)
+            text += f" ({val:g} validation and {test:g} test evaluations per run)"
+        if len(groups) > 1:
+            text += f" [{len(runs)} runs]"
+        parts.append(text)
+    return "; ".join(parts) + "; then train, validation and test on each run's final weights"

@@ -31,9 +31,11 @@ METRICS_COLUMN_DOCS: dict[str, str] = {
     "epoch": "epoch number, 1 = the first completed epoch",
     "train_loss": "running training cross-entropy of the epoch (train mode)",
     "train_accuracy": "running training accuracy of the epoch (fraction, train mode)",
-    "val_loss": "validation cross-entropy after the epoch (eval mode)",
+    "val_loss": "validation cross-entropy after the epoch (eval mode; empty when the epoch "
+                "was not evaluated, see train.eval_val)",
     "val_accuracy": "validation accuracy after the epoch (fraction, eval mode)",
-    "test_loss": "test cross-entropy after the epoch (eval mode)",
+    "test_loss": "test cross-entropy after the epoch (eval mode; empty when the epoch was "
+                 "not evaluated, see train.eval_test)",
     "test_accuracy": "test accuracy after the epoch (fraction, eval mode)",
     "lr": "learning rate of the epoch's last step",
     "seconds": "wall-clock seconds of the epoch",

@@ -43,6 +43,7 @@ from sparseflow.studies.cost_model import Shape, design, predict
 from sparseflow.studies.grouping import group_runs
 from sparseflow.studies.plan import Plan
 from sparseflow.studies.timing import Throughput, measure, warm_up
+from sparseflow.train.evaluation import EvalPlan
 from sparseflow.train.probe import on_probe_grid, probe_epochs
 from sparseflow.train.vectorized import shape_key
 
@@ -140,14 +141,21 @@ def steps_per_epoch(cfg: ExperimentConfig, n_train: int) -> int:
     return max(n_train // bs if cfg.train.drop_last else -(-n_train // bs), 1)
 
 
+def eval_examples(cfg: ExperimentConfig, sizes: Sizes) -> int:
+    """Examples the per-epoch evaluations of a run trained to its epoch cap forward: each
+    split times the epochs ``train.eval_val`` / ``train.eval_test`` evaluate it after."""
+    plan = EvalPlan.from_config(cfg)
+    return plan.passes("val") * sizes.n_val + plan.passes("test") * sizes.n_test
+
+
 def loop_seconds(cfg: ExperimentConfig, sizes: Sizes, t: Throughput) -> float:
-    """The group's training loop: every epoch's steps, evaluation and checkpoint, and the
-    gradient-flow points."""
+    """The group's training loop: every epoch's steps and checkpoint, the evaluations the
+    config asks for, and the gradient-flow points."""
     epochs = cfg.train.epochs
     every = cfg.train.checkpoint_every
-    per_epoch = (steps_per_epoch(cfg, sizes.n_train) * t.step_s
-                 + (sizes.n_val + sizes.n_test) * t.eval_s_per_example)
-    return (epochs * per_epoch + probe_points(cfg) * t.probe_s
+    steps = epochs * steps_per_epoch(cfg, sizes.n_train) * t.step_s
+    return (steps + eval_examples(cfg, sizes) * t.eval_s_per_example
+            + probe_points(cfg) * t.probe_s
             + (epochs // every if every else 0) * t.checkpoint_s)
 
 

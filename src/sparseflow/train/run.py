@@ -37,8 +37,9 @@ from sparseflow.sparsity import Mask
 from sparseflow.train.build import Built, build_run
 from sparseflow.train.determinism import pinned_threads, reproducibility
 from sparseflow.train.divergence import STOP_REASON
+from sparseflow.train.evaluation import EvalPlan, evaluation_record
 from sparseflow.train.hooks import stateful
-from sparseflow.train.loop import evaluate, fit
+from sparseflow.train.loop import final_metrics, fit
 from sparseflow.train.seeding import generator_states, load_generator_states
 from sparseflow.train.tblog import tensorboard_hooks
 from sparseflow.utils.atomic import atomic_torch_save, atomic_write_json, read_json
@@ -99,19 +100,20 @@ def save_checkpoint(run_dir: Path, built: Built) -> None:
         "generators": generator_states(st.generators),
         "hooks": {k: h.state_dict() for k, h in stateful(built.hooks).items()},
     }, run_dir / CHECKPOINT, durable=False)
-    _write_series(run_dir, built)
+    # Rewritten every epoch and again (durably) before the summary: no fsync here either.
+    _write_series(run_dir, built, durable=False)
 
 
-def _write_series(run_dir: Path, built: Built) -> None:
+def _write_series(run_dir: Path, built: Built, *, durable: bool = True) -> None:
     """The per-epoch metrics, the gradient-flow series (when measured) and the mask-update
     series (dynamic sparse training) as JSON."""
     st = built.state
-    atomic_write_json(run_dir / METRICS, st.history)
+    atomic_write_json(run_dir / METRICS, st.history, durable=durable)
     if "gradflow" in st.extra:
-        atomic_write_json(run_dir / GRADFLOW, st.extra["gradflow"])
+        atomic_write_json(run_dir / GRADFLOW, st.extra["gradflow"], durable=durable)
     dst = _dst_hook(built)
     if dst is not None:
-        atomic_write_json(run_dir / DST, dst.series())
+        atomic_write_json(run_dir / DST, dst.series(), durable=durable)
 
 
 def _dst_hook(built: Built) -> Any:
@@ -158,8 +160,12 @@ def load_checkpoint(run_dir: Path, built: Built) -> bool:
 def summary_record(cfg: ExperimentConfig, *, final: dict[str, float], epochs: int, steps: int,
                    stopped: bool, stop_reason: str, best_epoch: int, seconds: float,
                    resumed: bool, params_total: int, mask: Mask | None, data: DataBundle,
-                   extra: dict[str, Any]) -> dict[str, Any]:
+                   extra: dict[str, Any], evaluation: dict[str, Any] | None = None
+                   ) -> dict[str, Any]:
     """The content of ``summary.json`` (shared by single and vectorized runs).
+
+    ``evaluation`` (:func:`~sparseflow.train.evaluation.evaluation_record`): when the series
+    evaluated the validation and test splits.
 
     ``diverged`` (see :mod:`sparseflow.train.divergence`): ``extra["diverged"]`` (from the
     series) or a non-finite final training loss.
@@ -180,6 +186,7 @@ def summary_record(cfg: ExperimentConfig, *, final: dict[str, float], epochs: in
         "stop_reason": stop_reason,
         "diverged": diverged,
         "best_epoch": best_epoch,
+        "evaluation": evaluation,
         "duration_s": seconds,
         "resumed": resumed,
         "params_total": params_total,
@@ -199,19 +206,17 @@ def summary_record(cfg: ExperimentConfig, *, final: dict[str, float], epochs: in
     } | {k: v for k, v in extra.items() if k != "diverged"}
 
 
-def _summary(cfg: ExperimentConfig, built: Built, seconds: float,
-             resumed: bool) -> dict[str, Any]:
+def _summary(cfg: ExperimentConfig, built: Built, seconds: float, resumed: bool,
+             plan: EvalPlan) -> dict[str, Any]:
     st, data = built.state, built.data
-    final = {}
-    for split in ("train", "val", "test"):
-        loss, acc = evaluate(st.model, getattr(data, split), cfg.train.eval_batch_size)
-        final[f"{split}_loss"], final[f"{split}_accuracy"] = loss, acc
+    final = final_metrics(st.model, data, cfg.train.eval_batch_size, plan)
     return summary_record(
         cfg, final=final, epochs=st.epoch, steps=st.step, stopped=bool(st.stop),
         stop_reason=st.stop_reason,
         best_epoch=built.early.best_epoch if built.early else st.epoch, seconds=seconds,
         resumed=resumed, params_total=sum(p.numel() for p in st.model.parameters()),
-        mask=built.mask, data=data, extra=_hook_summaries(built))
+        mask=built.mask, data=data, extra=_hook_summaries(built),
+        evaluation=evaluation_record(plan, st.history))
 
 
 def _hook_summaries(built: Built) -> dict[str, Any]:
@@ -285,10 +290,11 @@ def _run(cfg: ExperimentConfig, root: str | Path, *, hooks: Sequence[Any],
     resumed = load_checkpoint(run_dir, built)
     prior = sum(r["seconds"] for r in built.state.history)
     t0 = time.perf_counter()
+    plan = EvalPlan.from_config(cfg)
     try:
         fit(built.state, built.data, [*built.hooks, *logs, _Checkpointer(run_dir, built)],
             batch_size=cfg.train.batch_size, eval_batch_size=cfg.train.eval_batch_size,
-            drop_last=cfg.train.drop_last, until_epoch=until_epoch)
+            drop_last=cfg.train.drop_last, until_epoch=until_epoch, plan=plan)
     finally:
         for log in logs:
             log.close()  # also after a partial call or an interruption: keep what was written
@@ -302,7 +308,7 @@ def _run(cfg: ExperimentConfig, root: str | Path, *, hooks: Sequence[Any],
     if dst is not None:  # the mask of final.pt's weights (the best epoch's with restore_best)
         Mask(dst.final_mask()).save(run_dir / MASK_FINAL)
     _write_series(run_dir, built)
-    summary = _summary(cfg, built, prior + time.perf_counter() - t0, resumed)
+    summary = _summary(cfg, built, prior + time.perf_counter() - t0, resumed, plan)
     atomic_write_json(run_dir / SUMMARY, summary)
     (run_dir / CHECKPOINT).unlink(missing_ok=True)
     return RunResult(run_dir, "finished", summary)

@@ -86,7 +86,7 @@ class TensorBoardLog(Hook):
         """Log the epoch's record and any new probe point, then flush (for live viewing)."""
         record = state.history[-1]
         for key, tag in EPOCH_TAGS.items():
-            if key in record:
+            if record.get(key) is not None:  # None: the split was not evaluated then
                 self._writer.add_scalar(tag, float(record[key]), record["epoch"])
         self._log_points(state)
         self._writer.flush()

@@ -41,9 +41,10 @@ def _atomic(path: str | Path, write: Callable[[IO[bytes]], None], durable: bool 
         raise
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    _atomic(path, lambda fh: fh.write(data))
+def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (``durable=False``: without the fsync, see
+    :func:`atomic_torch_save`)."""
+    _atomic(path, lambda fh: fh.write(data), durable)
 
 
 #: How a non-finite float is spelled in our JSON files (JSON itself has no inf or NaN).
@@ -131,11 +132,11 @@ def read_json(path: str | Path) -> Any:
     return json_loads(Path(path).read_bytes())
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> None:
+def atomic_write_json(path: str | Path, obj: Any, *, durable: bool = True) -> None:
     """Write ``obj`` as indented JSON atomically; NaN/inf are spelled as text (see
     :func:`json_safe`) and read back by :func:`read_json`."""
     text = json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n"
-    atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, text.encode(), durable=durable)
 
 
 def atomic_torch_save(obj: Any, path: str | Path, *, durable: bool = True) -> None:

@@ -155,6 +155,7 @@ def _finish(state: GroupState, k: int, cfg: ExperimentConfig, b: Built, data: Da
         b.state.extra["gradflow"] = state.gradflow[k]
         b.state.epoch = state.epochs_done[k]  # the epochs this member trained
         extra = probe.summarize(b.state)
+    from sparseflow.train.evaluation import EvalPlan, evaluation_record
     from sparseflow.train.loop import evaluate
 
     final = {}
@@ -169,7 +170,8 @@ def _finish(state: GroupState, k: int, cfg: ExperimentConfig, b: Built, data: Da
         seconds=state.seconds / state.k, resumed=resumed,
         params_total=sum(p.numel() for p in b.state.model.parameters()), mask=b.mask,
         data=data, extra={**extra, "diverged": diverged(state.history[k]),
-                          "vectorized_group": state.k})
+                          "vectorized_group": state.k},
+        evaluation=evaluation_record(EvalPlan.from_config(cfg), state.history[k]))
     atomic_write_json(run_dir / SUMMARY, summary)
     (run_dir / CHECKPOINT).unlink(missing_ok=True)  # a stale single-run checkpoint
     return RunResult(run_dir, "finished", summary)

@@ -24,6 +24,7 @@ from sparseflow.gradflow import MEASURES, gradient_flow
 from sparseflow.optim import lr_factor
 from sparseflow.train.divergence import diverged_epoch
 from sparseflow.train.divergence import stop_reason as divergence_reason
+from sparseflow.train.evaluation import EvalPlan
 from sparseflow.train.probe import is_probe_epoch
 from sparseflow.train.vectorized.functional import mlp_forward
 from sparseflow.train.vectorized.state import GroupState
@@ -65,8 +66,10 @@ def train_epoch(state: GroupState, data: DataBundle, decay_names: list[str]) -> 
     lists = [epoch_batches(len(data.train), cfg.train.batch_size, m.generators["data"],
                            cfg.train.drop_last) for m in state.members]
     gens = [m.generators["dropout"] for m in state.members]
-    loss_sum = torch.zeros(state.k, dtype=torch.float64)
-    correct = torch.zeros(state.k, dtype=torch.int64)
+    # Accumulated on the data's device: no host sync per step.
+    device = data.train.x.device
+    loss_sum = torch.zeros(state.k, dtype=torch.float64, device=device)
+    correct = torch.zeros(state.k, dtype=torch.int64, device=device)
     seen = 0
     for i in range(len(lists[0])):
         x, y = _batch(state, data, lists, i)
@@ -86,10 +89,11 @@ def train_epoch(state: GroupState, data: DataBundle, decay_names: list[str]) -> 
         _masked(state, grads=False)
         state.step += 1
         with torch.no_grad():
-            loss_sum += loss.detach().double().cpu() * y.shape[1]
-            correct += (logits.argmax(-1) == y).sum(1).cpu()
+            loss_sum += loss.detach().double() * y.shape[1]
+            correct += (logits.argmax(-1) == y).sum(1)
         seen += y.shape[1]
-    return [(loss_sum[k].item() / seen, correct[k].item() / seen) for k in range(state.k)]
+    sums, hits = loss_sum.tolist(), correct.tolist()  # one transfer per epoch
+    return [(sums[k] / seen, hits[k] / seen) for k in range(state.k)]
 
 
 @torch.no_grad()
@@ -98,17 +102,24 @@ def evaluate(state: GroupState, split: Split, batch_size: int) -> list[tuple[flo
     n = len(split)
     if n == 0:
         return [(math.nan, math.nan)] * state.k
-    loss_sum = torch.zeros(state.k, dtype=torch.float64)
-    correct = torch.zeros(state.k, dtype=torch.int64)
+    loss_sum = torch.zeros(state.k, dtype=torch.float64, device=split.x.device)
+    correct = torch.zeros(state.k, dtype=torch.int64, device=split.x.device)
     for start in range(0, n, batch_size):
         x, y = split.x[start:start + batch_size], split.y[start:start + batch_size]
         xs = x.unsqueeze(0).expand(state.k, *x.shape)
         logits = mlp_forward(state.spec, state.params, state.buffers, xs, training=False,
                              active=state.active)
         per = F.cross_entropy(logits.flatten(0, 1), y.repeat(state.k), reduction="none")
-        loss_sum += per.view(state.k, -1).double().sum(1).cpu()
-        correct += (logits.argmax(-1) == y).sum(1).cpu()
-    return [(loss_sum[k].item() / n, correct[k].item() / n) for k in range(state.k)]
+        loss_sum += per.view(state.k, -1).double().sum(1)
+        correct += (logits.argmax(-1) == y).sum(1)
+    sums, hits = loss_sum.tolist(), correct.tolist()  # one transfer per evaluation
+    return [(sums[k] / n, hits[k] / n) for k in range(state.k)]
+
+
+def _evaluated(state: GroupState, split: Split, now: bool,
+               batch_size: int) -> list[tuple[float | None, float | None]]:
+    """:func:`evaluate`, or (None, None) per model when the plan skips this epoch."""
+    return evaluate(state, split, batch_size) if now else [(None, None)] * state.k
 
 
 def probe(state: GroupState, xs: Tensor, ys: Tensor, names: list[str],
@@ -163,14 +174,16 @@ def fit(state: GroupState, data: DataBundle, *, decay_names: list[str],
     """Train every model to its epoch cap or early stop, probing and checkpointing."""
     cfg = state.members[0].cfg
     es = cfg.train.early_stopping
+    plan = EvalPlan.from_config(cfg)
     if probe_fn and state.epoch == 0 and not any(state.gradflow):
         record_probe(state, probe_fn(state), 0, list(range(state.k)))
     while state.epoch < state.epochs and bool(state.active.any()):
         t0 = time.perf_counter()
         running = train_epoch(state, data, decay_names)
-        val = evaluate(state, data.val, cfg.train.eval_batch_size)
-        test = evaluate(state, data.test, cfg.train.eval_batch_size)
         state.epoch += 1
+        val = _evaluated(state, data.val, plan.val_at(state.epoch), cfg.train.eval_batch_size)
+        test = _evaluated(state, data.test, plan.test_at(state.epoch),
+                          cfg.train.eval_batch_size)
         trained = [k for k in range(state.k) if bool(state.active[k])]
         seconds = (time.perf_counter() - t0) / max(len(trained), 1)
         for k in trained:
