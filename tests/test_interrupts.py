@@ -323,3 +323,22 @@ def test_sigterm_on_reproduce_stops_and_marks(tmp_path: Path) -> None:
         statuses = {r.status for r in store.runs()}
     assert "running" not in statuses and "interrupted" in statuses
     assert not (study / "report").exists()  # no report of an unfinished study
+
+
+def test_an_interrupt_during_an_atomic_write_waits_for_the_file(tmp_path: Path) -> None:
+    """A SIGINT that lands inside torch.save (a checkpoint) used to surface as torch's writer
+    error (exit 1, a traceback); now it is raised once the file is complete and in place."""
+    from sparseflow.cli.interrupts import Interrupted, handled
+    from sparseflow.utils.atomic import atomic_torch_save
+
+    class Signals:  # pickled by torch.save: sends the signal half-way through the write
+        def __reduce__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            return (dict, ())
+
+    path = tmp_path / "checkpoint.pt"
+    with handled(), pytest.raises(Interrupted):
+        atomic_torch_save({"big": torch.arange(1000.0), "signal": Signals()}, path)
+    loaded = torch.load(path, weights_only=False)
+    assert torch.equal(loaded["big"], torch.arange(1000.0)) and loaded["signal"] == {}
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary left

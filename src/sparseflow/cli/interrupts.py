@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+from sparseflow.utils import critical
+
 MESSAGE = "interrupted; run the same command again to resume"
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -43,7 +45,13 @@ class _Handler:
         if self.received is not None:
             return  # already stopping: let the cleanup finish
         self.received = signum
+        if critical.defer(lambda: _raise(signum)):
+            return  # raised when the file being written is complete (utils.critical)
         raise Interrupted(signum)
+
+
+def _raise(signum: int) -> None:
+    raise Interrupted(signum)
 
 
 @contextmanager

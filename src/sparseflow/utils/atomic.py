@@ -16,6 +16,8 @@ from typing import IO, Any
 
 import torch
 
+from sparseflow.utils.critical import critical
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -24,6 +26,13 @@ def _umask() -> int:
 
 
 def _atomic(path: str | Path, write: Callable[[IO[bytes]], None], durable: bool = True) -> None:
+    # An interrupt mid-write would leave torch.save's writer to fail in its clean-up: defer it
+    # until the file is in place (or removed).
+    with critical():
+        _write_atomic(path, write, durable)
+
+
+def _write_atomic(path: str | Path, write: Callable[[IO[bytes]], None], durable: bool) -> None:
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
