@@ -25,6 +25,7 @@ pytest.importorskip("submitit", reason="the slurm executor needs submitit: pip i
                     "'sparseflow[slurm]'")
 
 import sparseflow  # noqa: E402,F401
+from sparseflow import plugins  # noqa: E402
 from sparseflow.errors import ConfigError  # noqa: E402
 from sparseflow.store import StudyStore  # noqa: E402
 from sparseflow.studies import expand, run_study  # noqa: E402
@@ -80,7 +81,12 @@ def helper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def helper(helper_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    """The helper module importable here and in every task (PYTHONPATH is inherited)."""
+    """The helper module importable here and in every task (PYTHONPATH is inherited).
+
+    The process's record of loaded plugins is restored afterwards: studies that later tests
+    start from this process must not try to import the helper in workers that cannot see it.
+    """
+    monkeypatch.setattr(plugins, "_LOADED", [])
     monkeypatch.syspath_prepend(str(helper_dir))
     paths = [str(helper_dir), SRC, os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
