@@ -15,6 +15,7 @@ from sparseflow.presets import PRESETS
 
 
 def reproduce(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help=f"Preset: {', '.join(PRESETS)}."),
     scale: str = typer.Option("cpu", "--scale", help="cpu (minutes on 2 cores, Fashion-MNIST) "
                               "or full (the paper's grid; a GPU machine or a cluster)."),
@@ -52,11 +53,7 @@ def reproduce(
         return
     load_plugins(plugin)
     plan = expand(load_spec(path))
-    slurm = so.merged(plan.spec.slurm, cluster=slurm_cluster, partition=slurm_partition,
-                      time_min=slurm_time_min, cpus=slurm_cpus, gpus=slurm_gpus,
-                      mem_gb=slurm_mem_gb, parallelism=slurm_array_parallelism,
-                      task_minutes=slurm_task_minutes, runs_per_task=slurm_runs_per_task,
-                      sbatch=slurm_sbatch)
+    slurm = so.from_params(plan.spec.slurm, ctx.params)
     directory = directory or Path("runs") / f"paper-{name}-{scale}"
     progress = StudyProgress(console, plan.spec.name, plan.runs)
     try:

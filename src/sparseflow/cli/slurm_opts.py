@@ -61,3 +61,17 @@ def merged(spec_slurm: Any, *, cluster: str | None = None, partition: str | None
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
         raise ConfigError(f"slurm.{key}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+#: The ``--slurm-*`` parameters of a command (typer's names) → :func:`merged`'s keywords.
+_PARAMS = {"slurm_cluster": "cluster", "slurm_partition": "partition",
+           "slurm_time_min": "time_min", "slurm_cpus": "cpus", "slurm_gpus": "gpus",
+           "slurm_mem_gb": "mem_gb", "slurm_array_parallelism": "parallelism",
+           "slurm_task_minutes": "task_minutes", "slurm_runs_per_task": "runs_per_task",
+           "slurm_sbatch": "sbatch"}
+
+
+def from_params(spec_slurm: Any, params: dict[str, Any]) -> Any:
+    """:func:`merged` from a command's parameters (``typer.Context.params``), so that every
+    command taking the ``--slurm-*`` options applies them the same way."""
+    return merged(spec_slurm, **{kw: params.get(name) for name, kw in _PARAMS.items()})

@@ -162,6 +162,7 @@ def _print_estimate(console: Console, plan: Any, jobs: int, vectorize: str, max_
 
 @study_app.command("run")
 def run_cmd(
+    ctx: typer.Context,
     spec: Path = typer.Argument(..., help="Study YAML."),
     directory: Path = typer.Option(..., "--dir", help="Study directory (store and runs)."),
     jobs: int | None = typer.Option(None, "--jobs", help="Parallel runs (default: all cores)."),
@@ -200,11 +201,7 @@ def run_cmd(
         raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
     load_plugins(plugin)  # before the spec's components are validated
     plan = _spec_and_plan(spec, max_runs)
-    slurm = so.merged(plan.spec.slurm, cluster=slurm_cluster, partition=slurm_partition,
-                      time_min=slurm_time_min, cpus=slurm_cpus, gpus=slurm_gpus,
-                      mem_gb=slurm_mem_gb, parallelism=slurm_array_parallelism,
-                      task_minutes=slurm_task_minutes, runs_per_task=slurm_runs_per_task,
-                      sbatch=slurm_sbatch)
+    slurm = so.from_params(plan.spec.slurm, ctx.params)
     if no_wait and executor != "slurm":
         raise ConfigError("--no-wait is for --executor slurm (the other executors' workers "
                           "end with the driver); drop it or add --executor slurm")
