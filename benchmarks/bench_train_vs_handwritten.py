@@ -63,8 +63,10 @@ def main() -> None:
     cfg = build_config({"data": {"name": "mnist1d"}, "model": {"width": 128, "hidden_layers": 2},
                         "sparsity": {"density": 0.1}, "optim": {"name": "adam", "lr": 1e-3},
                         # the hand-written loop computes with torch's threads; so does this run
+                        # the same work: validation and test after every epoch, as by hand
                         "train": {"epochs": args.epochs, "batch_size": 128,
-                                  "threads": torch.get_num_threads()},
+                                  "threads": torch.get_num_threads(),
+                                  "eval_val": "epoch", "eval_test": "epoch"},
                         "gradflow": {"enabled": False}})
     data = load_data(cfg.data)
     t_hand, t_sf = side_by_side(lambda: handwritten(data, args.epochs, 128, 0),
