@@ -172,15 +172,23 @@ def _cells(spec: StudySpec) -> list[tuple[dict[str, Any], dict[str, Any]]]:
             if clash:
                 raise ConfigError(f"variant {variant!r} sets {', '.join(clash)}, which is also "
                                   "an axis; drop it from one of them")
-            out.append(({**axis_over, "variant": variant}, {**var_over, **axis_over}))
+            links = spec.linked_overrides(axis_over)
+            clash = sorted(set(var_over) & set(links))
+            if clash:
+                raise ConfigError(f"variant {variant!r} sets {', '.join(clash)}, which "
+                                  "linked also sets; drop it from one of them")
+            out.append(({**axis_over, "variant": variant},
+                        {**var_over, **links, **axis_over}))
     return out
 
 
 def _dense_side(cell: dict[str, Any], overrides: dict[str, Any], sparse_keys: list[str]
                 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A cell's dense twin: its cell and overrides without the sparse-only axes."""
+    """A cell's dense twin: its cell without the sparse-only axes, its overrides without any
+    sparse-only key (the axes' and those linked to them)."""
     return ({k: v for k, v in cell.items() if k not in sparse_keys},
-            {k: v for k, v in overrides.items() if k not in sparse_keys})
+            {k: v for k, v in overrides.items()
+             if k not in sparse_keys and not is_sparse_only_key(k)})
 
 
 def expand(spec: StudySpec, *, max_runs: int = DEFAULT_MAX_RUNS) -> Plan:

@@ -8,6 +8,8 @@
       optim.name: [adam, sgd]
     variants: [NR, BN]           # regularization/normalization bundles (see VARIANTS)
     variant_defs: {L2: {regularization.l2: 0.001}}   # define or redefine bundles
+    linked:                      # overrides that follow an axis value (not an axis)
+      optim.name: {sgd: {optim.lr: 0.05}, adam: {optim.lr: 0.001}}
     scsdc:
       sparse_width: 256
       dense_widths: [32, 64, 128]    # or dense_fractions: [0.1, 0.3, 0.5]
@@ -147,6 +149,11 @@ class StudySpec(FrozenConfig):
                                 description="Variant names (built-in or from variant_defs).")
     variant_defs: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Variant name → dotted overrides.")
+    linked: dict[str, dict[str | int | float | bool, dict[str, Any]]] = Field(
+        default_factory=dict, description="Axis key → {axis value → dotted overrides that "
+        "come with it}, e.g. a learning rate per optimizer: {optim.name: {sgd: {optim.lr: "
+        "0.05}, adam: {optim.lr: 0.001}}}. The overrides follow the value: they are not an "
+        "axis, so the cell is named by the axis value alone.")
     scsdc: ScsdcSpec
     seeds: int | list[int] = Field(3, description="Seed count (0 … n−1) or explicit seeds.")
     plugins: list[str] = Field(
@@ -199,6 +206,28 @@ class StudySpec(FrozenConfig):
             seen[meaning] = name
         return self
 
+    @model_validator(mode="after")
+    def _links_valid(self) -> StudySpec:
+        for key, by_value in self.linked.items():
+            if key not in self.axes:
+                raise ValueError(f"linked.{key}: {key!r} is not an axis; link overrides to a "
+                                 f"key of axes ({', '.join(self.axes) or 'none'})")
+            for value, overrides in by_value.items():
+                if not any(_same_value(value, v) for v in self.axes[key]):
+                    raise ValueError(f"linked.{key}.{value}: {value!r} is not a value of axis "
+                                     f"{key!r} {self.axes[key]}")
+                _check_link(key, value, overrides, self.axes)
+        return self
+
+    def linked_overrides(self, cell: dict[str, Any]) -> dict[str, Any]:
+        """The dotted overrides that the axis values of ``cell`` bring with them."""
+        out: dict[str, Any] = {}
+        for key, by_value in self.linked.items():
+            for value, overrides in by_value.items():
+                if _same_value(value, cell.get(key)):
+                    out.update(overrides)
+        return out
+
     def seed_list(self) -> list[int]:
         """The seeds as a list."""
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
@@ -216,6 +245,31 @@ class StudySpec(FrozenConfig):
     def variant_meanings(self) -> dict[str, dict[str, Any]]:
         """Variant name → its dotted overrides, for every variant of the study."""
         return {name: variant_overrides(name, self.variant_defs) for name in self.variants}
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether a YAML mapping key and an axis value are the same value (``True`` is not 1)."""
+    return type(a) is type(b) and a == b or (
+        isinstance(a, int | float) and isinstance(b, int | float)
+        and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
+
+
+def _check_link(key: str, value: Any, overrides: dict[str, Any],
+                axes: dict[str, list[Any]]) -> None:
+    """A link must not set an axis (the axis would then be overwritten in some cells), and one
+    following a sparse-only axis sets only sparse-only keys (its dense twins are shared by every
+    value of that axis, so they cannot take the value's overrides)."""
+    where = f"linked.{key}.{value}"
+    swept = sorted(set(overrides) & set(axes))
+    if swept:
+        raise ValueError(f"{where} sets {', '.join(swept)}, which is an axis; drop it from one "
+                         "of them")
+    if key.startswith("sparsity."):
+        other = sorted(k for k in overrides if not k.startswith("sparsity."))
+        if other:
+            raise ValueError(f"{where} sets {', '.join(other)}, but {key} changes only the "
+                             "sparse runs (their dense twins are shared); link sparsity.* keys "
+                             "only, or make it a variant")
 
 
 def variant_overrides(name: str, defs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
