@@ -353,8 +353,15 @@ class RegularizationConfig(FrozenConfig):
         0.0, ge=0.0, description="Coupled L2: λ·w added to each weight's gradient (the paper's L2)."
     )
     weight_decay: float = Field(
-        0.0, ge=0.0, description="Decoupled weight decay: w ← w − lr·wd·w before each step."
+        0.0, ge=0.0, description="Decoupled weight decay: w ← w − s·wd·w before each step, "
+        "s as decay_scaling says."
     )
+    decay_scaling: Literal["lr", "schedule"] = Field(
+        "lr", description="The s of decoupled decay. lr: the current learning rate (torch's "
+        "AdamW), so the shrink per step depends on the optimizer's rate; schedule: the "
+        "learning-rate schedule's multiplier lr_t/lr_0 only (Loshchilov & Hutter's AdamW, "
+        "Algorithm 2), so wd is the shrink per step whatever the rate, and one wd means the "
+        "same decay for every optimizer of a study.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout after each hidden layer.")
     l2_on_all: bool = Field(
         False, description="Apply L2/weight decay to biases and norm parameters too."

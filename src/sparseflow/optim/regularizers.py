@@ -40,20 +40,27 @@ class CoupledL2:
 
 
 class DecoupledWeightDecay:
-    """Multiplies each target by ``1 − lr·wd`` before the optimizer step (AdamW-style)."""
+    """Multiplies each target by ``1 − s·wd`` before the optimizer step (AdamW-style).
+
+    ``s`` is the current learning rate (torch's AdamW), or with ``base_lr`` given the schedule's
+    multiplier ``lr_t / base_lr`` (Loshchilov & Hutter's Algorithm 2: the decay is decoupled
+    from the rate too, so ``wd`` is the shrink per step at the schedule's start).
+    """
 
     def __init__(self, params: Sequence[nn.Parameter], coef: float,
-                 optimizer: torch.optim.Optimizer) -> None:
+                 optimizer: torch.optim.Optimizer, base_lr: float | None = None) -> None:
         self.params = list(params)
         self.coef = coef
         self.optimizer = optimizer
+        self.base_lr = base_lr
 
     @torch.no_grad()
     def after_backward(self, state: object) -> None:
-        """w ← w·(1 − lr·wd), with the current (scheduled) learning rate; nothing on a batch
+        """w ← w·(1 − s·wd), with the current (scheduled) learning rate; nothing on a batch
         whose optimizer step is skipped (``state.skip_update``), since decay is part of it."""
         if getattr(state, "skip_update", False):
             return
         lr = self.optimizer.param_groups[0]["lr"]
+        scale = lr if self.base_lr is None else lr / self.base_lr
         for p in self.params:
-            p.mul_(1.0 - lr * self.coef)
+            p.mul_(1.0 - scale * self.coef)

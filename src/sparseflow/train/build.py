@@ -250,7 +250,8 @@ def build_run(cfg: ExperimentConfig, data: DataBundle | None = None) -> Built:
     if reg.l2 > 0:
         hooks.append(CoupledL2(targets, reg.l2))
     if reg.weight_decay > 0:
-        hooks.append(DecoupledWeightDecay(targets, reg.weight_decay, optimizer))
+        base_lr = cfg.optim.lr if reg.decay_scaling == "schedule" else None
+        hooks.append(DecoupledWeightDecay(targets, reg.weight_decay, optimizer, base_lr))
     early = EarlyStopping(cfg.train.early_stopping) if cfg.train.early_stopping.enabled else None
     if early is not None:
         hooks.append(early)

@@ -47,7 +47,8 @@ def _regularize(state: GroupState, lr: Tensor, decay_names: list[str]) -> None:
             if reg.l2 > 0 and p.grad is not None:
                 p.grad.add_(p, alpha=reg.l2)
             if reg.weight_decay > 0:
-                p.mul_(1.0 - (lr * reg.weight_decay).view(-1, *([1] * (p.dim() - 1))))
+                scale = lr if reg.decay_scaling == "lr" else lr / state.base_lr
+                p.mul_(1.0 - (scale * reg.weight_decay).view(-1, *([1] * (p.dim() - 1))))
 
 
 def _batch(state: GroupState, data: DataBundle, lists: list[list[Tensor]],
