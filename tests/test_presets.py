@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -15,26 +16,55 @@ from tests.test_cli import _assert_one_line_error, _run
 from tests.test_studies_plan import spec_dict
 
 
+def _stated(path: Path, pattern: str) -> list[int]:
+    """Integers the file's header comment states before ``pattern`` (e.g. "1,200 runs")."""
+    header = " ".join(line.lstrip("# ") for line in path.read_text().splitlines()
+                      if line.startswith("#"))
+    return [int(m.replace(",", "")) for m in re.findall(r"(\d[\d,]*) " + pattern, header)]
+
+
 @pytest.mark.parametrize("scale", presets.SCALES)
 @pytest.mark.parametrize("name", presets.PRESETS)
-def test_every_preset_expands(name: str, scale: str) -> None:
-    plan = expand(load_spec(presets.preset_path(name, scale)))
+def test_every_preset_expands_to_the_runs_it_states(name: str, scale: str) -> None:
+    path = presets.preset_path(name, scale)
+    plan = expand(load_spec(path))
     counts = plan.counts()
     assert counts["pairs"] == counts["sparse_runs"] > 0
-    axes = plan.spec.axes
+    stated = _stated(path, "runs")
+    assert stated and stated[-1] == counts["runs"], (stated, counts)
+    n_stated = _stated(path, r"pairs per cell")
+    if n_stated:  # "n = 15 pairs per cell": widths × seeds × the axes pooled in a cell
+        pooled = len(plan.spec.axes.get("model.hidden_layers", [None]))
+        assert n_stated == [len(plan.spec.scsdc.widths()) * len(plan.spec.seed_list()) * pooled]
     if name == "dst_bn":
         _check_dst_bn(plan, scale)
         return
+    axes = plan.spec.axes
     assert "optim.name" in axes
     if scale == "full":
         assert plan.spec.scsdc.sparse_width == 3076
         assert plan.spec.scsdc.widths() == [308, 923, 1538, 2153, 2768] or name == "correlation"
         assert axes["data.name"] == ["fashion_mnist", "cifar10", "cifar100"]
         assert axes["model.hidden_layers"] == [1, 2, 4] and axes["optim.lr"] == [0.001, 0.1]
+        return
+    spec = plan.spec
+    assert spec.base["data"]["name"] == "fashion_mnist"
+    # Evenly spaced probe points: one per epoch from 0 to the last (cpu) or 11 (laptop).
+    assert spec.base["gradflow"]["points"] == 11
+    if scale == "cpu":
+        assert spec.base["train"]["epochs"] == 10
     else:
-        assert plan.spec.base["data"]["name"] == "fashion_mnist"
-        if name != "correlation":  # Wilcoxon needs ≥ 5 pairs per cell
-            assert len(plan.spec.scsdc.widths()) * len(plan.spec.seed_list()) >= 5
+        assert "train_subset" not in spec.base["data"]  # all 60,000 images
+        assert spec.base["train"]["early_stopping"]["enabled"]
+    if name != "correlation":
+        # The paper's five fractions, ≥ 5 pairs per cell (Wilcoxon's smallest p is 1/2^n),
+        # and a rate per optimizer family for every optimizer (none left at the default).
+        fractions = spec.scsdc.dense_fractions
+        assert fractions == [0.1, 0.3, 0.5, 0.7, 0.9]
+        assert set(spec.linked["optim.name"]) == set(axes["optim.name"])
+        for run in plan.runs:
+            assert run.config["optim"]["lr"] == spec.linked["optim.name"][
+                run.cell["optim.name"]]["optim.lr"]
 
 
 def _check_dst_bn(plan, scale: str) -> None:
@@ -63,7 +93,7 @@ def test_unknown_preset_and_scale(capsys) -> None:
     code, _, err = _run(["reproduce", "bnn"], capsys)
     _assert_one_line_error(code, err, "Did you mean 'bn'?")
     code, _, err = _run(["reproduce", "bn", "--scale", "huge"], capsys)
-    _assert_one_line_error(code, err, "--scale must be cpu or full")
+    _assert_one_line_error(code, err, "--scale must be one of cpu, laptop, full")
 
 
 def test_reproduce_runs_the_study_and_writes_the_report(tmp_path: Path, monkeypatch,
