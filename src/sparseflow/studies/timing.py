@@ -9,6 +9,9 @@ so tensors have the real shapes (and augmentation its real cost); evaluation and
 run on at most :data:`SAMPLE` examples (fewer for a model whose steps are slow) and are scaled
 to the real sizes per example.
 
+:func:`group_pays` times one step of a group batched against one step of a member alone: the
+measured rule by which a study worker batches a group or trains its members one by one.
+
 Nothing global moves: the CPU (and initialized CUDA) RNGs, Python's and NumPy's RNGs and the grad
 mode are restored, and the work runs at the run's own ``train.threads`` (as the run will; see
 :mod:`sparseflow.train.determinism`), after which torch's thread setting is restored.
