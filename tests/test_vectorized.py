@@ -152,3 +152,31 @@ def test_group_rejects_different_shapes(tmp_path: Path) -> None:
     b = build_config(tiny(model={"width": 16}))
     with pytest.raises(ValueError, match="differ only in seed and lr"):
         run_group([a, b], tmp_path)
+
+
+def test_final_metrics_reuse_the_last_evaluation_and_evaluate_train_in_eval_mode(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sparseflow.data import load_data
+    from sparseflow.train.loop import evaluate
+
+    cfgs = _cfgs(2, train={"eval_test": "end"})
+    calls: list[int] = []
+    real = evaluate
+
+    def counting(model, split, batch_size):  # noqa: ANN001, ANN202
+        calls.append(len(split))
+        return real(model, split, batch_size)
+
+    monkeypatch.setattr("sparseflow.train.loop.evaluate", counting)
+    results = run_group(cfgs, tmp_path)
+    data = load_data(cfgs[0].data)
+    assert len(data.test) not in calls  # the test split was evaluated once, by the group
+    for res in results:
+        last = json.loads((res.run_dir / "metrics.json").read_text())[-1]
+        assert res.summary["test_loss"] == last["test_loss"]
+        model = group_module.build_run(build_config(json.loads(
+            (res.run_dir / "config.json").read_text())["config"]), data).state.model
+        model.load_state_dict(torch.load(res.run_dir / "final.pt", weights_only=True))
+        loss, acc = real(model, data.train, 256)
+        assert res.summary["train_loss"] == pytest.approx(loss, rel=1e-5)
+        assert res.summary["train_loss"] != pytest.approx(last["train_loss"], rel=1e-9)

@@ -9,6 +9,9 @@ so tensors have the real shapes (and augmentation its real cost); evaluation and
 run on at most :data:`SAMPLE` examples (fewer for a model whose steps are slow) and are scaled
 to the real sizes per example.
 
+:func:`group_pays` times one step of a group batched against one step of a member alone: the
+measured rule by which a study worker batches a group or trains its members one by one.
+
 Nothing global moves: the CPU (and initialized CUDA) RNGs, Python's and NumPy's RNGs and the grad
 mode are restored, and the work runs at the run's own ``train.threads`` (as the run will; see
 :mod:`sparseflow.train.determinism`), after which torch's thread setting is restored.
@@ -320,3 +323,56 @@ def startup_s() -> float | None:
     except (OSError, ValueError, IndexError, AttributeError):
         return None
     return age if 0.0 <= age <= FRESH_PROCESS_MAX_S else None
+
+
+#: A group is trained as one batched computation only when its measured step takes less than
+#: this fraction of its members' steps taken one by one: it must save a tenth, as the group's
+#: other costs (stacking, per-member final files) and the measurement's noise are not in it.
+GROUP_PAYOFF = 0.9
+
+
+@dataclass(frozen=True)
+class GroupDecision:
+    """Whether batching a group pays, from one measured step of each way of training it."""
+
+    batched: bool
+    single_step_s: float  #: one training step of one member, alone
+    group_step_s: float  #: one training step of all K members, batched
+    k: int
+
+    @property
+    def ratio(self) -> float:
+        """Batched step / K single steps (< :data:`GROUP_PAYOFF`: batch)."""
+        return self.group_step_s / max(self.k * self.single_step_s, 1e-12)
+
+
+def group_pays(cfgs: Sequence[ExperimentConfig], data: DataBundle) -> GroupDecision:
+    """Time one training step of ``cfgs[0]`` alone and of all ``cfgs`` batched (the project's
+    own loops, on one batch of the study's data, at the runs' ``train.threads``) and say
+    whether the group is worth batching (see :data:`GROUP_PAYOFF`). Batching pays where a
+    step is mostly per-step overhead (small models, small batches) and not where it is
+    compute bound (the batched matmuls cost what the separate ones do). Leaves no global
+    state behind."""
+    from sparseflow.optim import decay_targets
+    from sparseflow.train.build import build_run
+    from sparseflow.train.determinism import pinned_threads
+    from sparseflow.train.loop import train_epoch
+    from sparseflow.train.vectorized import loop
+    from sparseflow.train.vectorized.group import _group_state
+
+    cfgs = list(cfgs)
+    cfg = cfgs[0]
+    with untouched_global_state(), pinned_threads(cfg.train.threads):
+        d = _data(cfg, data)
+        one = build_run(cfg, d.build)
+        single = _median_call(lambda: train_epoch(one.state, d.one_step, one.hooks,
+                                                  batch_size=cfg.train.batch_size,
+                                                  drop_last=False))
+        built = [build_run(c, d.build) for c in cfgs]
+        state = _group_state(cfgs, built)
+        model0 = built[0].state.model
+        decay = [n for n, p in model0.named_parameters()
+                 if any(p is t for t in decay_targets(model0, cfg.regularization.l2_on_all))]
+        group = _median_call(lambda: loop.train_epoch(state, d.one_step, decay))
+    ratio_ok = group < GROUP_PAYOFF * len(cfgs) * single
+    return GroupDecision(ratio_ok, single, group, len(cfgs))

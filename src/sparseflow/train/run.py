@@ -7,8 +7,8 @@ Run directory layout (``<root>/<config id>-s<seed>/``):
 - ``mask_final.pt`` the mask at the end of training (dynamic sparse training only);
 - ``dst.json``      dynamic sparse training: the schedule and one record per mask update
   (rewritten atomically with every checkpoint);
-- ``checkpoint.pt`` everything needed to resume, rewritten atomically after every epoch and
-  removed once the run has finished;
+- ``checkpoint.pt`` everything needed to resume, rewritten atomically after every epoch but the
+  last and removed once the run has finished;
 - ``metrics.json``  the per-epoch series (rewritten atomically after every epoch);
 - ``final.pt``      the final ``state_dict`` (loadable with ``torch.load(weights_only=True)``);
 - ``summary.json``  written last and atomically: its presence means the run finished.
@@ -315,12 +315,17 @@ def _run(cfg: ExperimentConfig, root: str | Path, *, hooks: Sequence[Any],
 
 
 class _Checkpointer:
-    """Saves a checkpoint after every epoch (last in the hook list)."""
+    """Saves a checkpoint after every ``checkpoint_every``-th epoch (last in the hook list),
+    except after the epoch that ends training: the run's final files follow at once and the
+    checkpoint is deleted with them (a run killed in between trains that epoch again from the
+    previous checkpoint, bitwise the same)."""
 
     def __init__(self, run_dir: Path, built: Built) -> None:
         self.run_dir, self.built = run_dir, built
 
     def end_epoch(self, state: Any) -> None:
         every = self.built.cfg.train.checkpoint_every if self.built.cfg else 1
+        if state.stop or state.epoch >= state.epochs:
+            return
         if every and state.epoch % every == 0:
             save_checkpoint(self.run_dir, self.built)

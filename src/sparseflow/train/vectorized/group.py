@@ -158,9 +158,18 @@ def _finish(state: GroupState, k: int, cfg: ExperimentConfig, b: Built, data: Da
     from sparseflow.train.evaluation import EvalPlan, evaluation_record
     from sparseflow.train.loop import evaluate
 
+    # A split the member's last epoch record evaluated was evaluated on these very weights
+    # (nothing moves a member's weights after its last trained epoch) unless the best epoch's
+    # were restored: as final_metrics does for a single run, it is not forwarded again.
+    restored = es.enabled and es.restore_best and e.best_state is not None
+    last = state.history[k][-1] if state.history[k] and not restored else {}
     final = {}
     for split in ("train", "val", "test"):
-        loss, acc = evaluate(b.state.model, getattr(data, split), cfg.train.eval_batch_size)
+        # (the record's train_loss is the running train-mode one: never reused)
+        if split != "train" and last.get(f"{split}_loss") is not None:
+            loss, acc = last[f"{split}_loss"], last[f"{split}_accuracy"]
+        else:
+            loss, acc = evaluate(b.state.model, getattr(data, split), cfg.train.eval_batch_size)
         final[f"{split}_loss"], final[f"{split}_accuracy"] = loss, acc
     stopped = not bool(state.active[k])
     summary = summary_record(

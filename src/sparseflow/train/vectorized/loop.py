@@ -22,6 +22,7 @@ from torch import Tensor
 from sparseflow.data import DataBundle, Split, epoch_batches
 from sparseflow.gradflow import MEASURES, gradient_flow
 from sparseflow.optim import lr_factor
+from sparseflow.sparsity.enforce import keep_and_pruned, zero_pruned_
 from sparseflow.train.divergence import diverged_epoch
 from sparseflow.train.divergence import stop_reason as divergence_reason
 from sparseflow.train.evaluation import EvalPlan
@@ -31,11 +32,15 @@ from sparseflow.train.vectorized.state import GroupState
 
 
 def _masked(state: GroupState, grads: bool) -> None:
-    with torch.no_grad():
-        for name, keep in state.masks.items():
-            t = state.params[name].grad if grads else state.params[name]
-            if t is not None:
-                t.masked_fill_(~keep, 0.0)
+    """Zero the pruned positions of the masked weights (or of their gradients), as the
+    single-run enforcer does (:func:`~sparseflow.sparsity.enforce.zero_pruned_`)."""
+    if not state.mask_pairs:
+        state.mask_pairs = {n: keep_and_pruned(m, state.params[n])
+                            for n, m in state.masks.items()}
+    for name, (keep, pruned) in state.mask_pairs.items():
+        t = state.params[name].grad if grads else state.params[name]
+        if t is not None:
+            zero_pruned_(t, keep, pruned)
 
 
 def _regularize(state: GroupState, lr: Tensor, decay_names: list[str]) -> None:

@@ -60,6 +60,9 @@ class GroupState:
     gradflow: list[list[dict[str, Any]]] = field(default_factory=list)
     early: list[EarlyState] = field(default_factory=list)
     seconds: float = 0.0
+    #: name → (0/1 keep mask in the params' dtype, bool pruned mask), derived from ``masks`` on
+    #: first use (what :func:`sparseflow.sparsity.enforce.zero_pruned_` takes; not saved).
+    mask_pairs: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
 
     @property
     def k(self) -> int:
