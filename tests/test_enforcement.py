@@ -70,12 +70,15 @@ def test_coupled_l2_is_added_to_the_gradient() -> None:
     assert torch.allclose(w.grad, torch.tensor([0.6, 0.3]))
 
 
-def test_decoupled_decay_matches_torch_adamw() -> None:
+@pytest.mark.parametrize(("coef", "base_lr"), [(0.2, None), (0.02, 0.1)])
+def test_decoupled_decay_matches_torch_adamw(coef: float, base_lr: float | None) -> None:
+    # Scaled by the rate, wd is torch's weight_decay; scaled by the schedule only (Loshchilov
+    # & Hutter's λ per step), it is torch's AdamW with weight_decay = λ / lr.
     torch.manual_seed(1)
     a = nn.Parameter(torch.randn(5))
     b = nn.Parameter(a.detach().clone())
     ours = build_optimizer([a], OptimConfig(name="adamw", lr=0.1))
-    decay = DecoupledWeightDecay([a], 0.2, ours)
+    decay = DecoupledWeightDecay([a], coef, ours, base_lr=base_lr)
     ref = torch.optim.AdamW([b], lr=0.1, weight_decay=0.2)
     for _ in range(4):
         g = torch.randn(5)

@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 import sparseflow  # noqa: F401
-from sparseflow.config import OptimConfig
-from sparseflow.optim import CoupledL2, DecoupledWeightDecay, build_optimizer, decay_targets
 from sparseflow.registry import OPTIMIZERS
 from sparseflow.sparsity import MaskEnforcer, draw_mask, enforce, layer_counts, prunable_parameters
 from sparseflow.sparsity.enforce import keep_and_pruned, zero_pruned_
 from sparseflow.train.hooks import call
+
+from tests.test_enforcement import _setup
 
 
 def _exact(t: torch.Tensor, keep: torch.Tensor, pruned: torch.Tensor) -> torch.Tensor:
@@ -59,15 +59,7 @@ def test_an_overflowing_sum_of_finite_values_still_masks_exactly() -> None:
 def _train(opt_name: str, l2: float, wd: float, inject: bool = False) -> tuple[list, dict]:
     """Five steps of a BN model under the enforcer; returns every step's weights and the mask.
     ``inject``: an inf gradient at one pruned position of every masked layer at step 2."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
-    params = {n: p.detach() for n, p in prunable_parameters(model).items()}
-    mask = draw_mask("random", params, layer_counts(params, 0.3), torch.Generator().manual_seed(0))
-    opt = build_optimizer(model.parameters(), OptimConfig(name=opt_name, lr=0.05))
-    enf = MaskEnforcer(model, mask)
-    enf.apply_to_weights()
-    targets = decay_targets(model, include_all=False)
-    hooks: list[object] = [enf, CoupledL2(targets, l2), DecoupledWeightDecay(targets, wd, opt)]
+    model, mask, opt, enf, hooks = _setup(opt_name, l2, wd)
     live = prunable_parameters(model)
     seen = []
     data = torch.Generator().manual_seed(1)
