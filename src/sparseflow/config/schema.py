@@ -101,7 +101,19 @@ class ModelConfig(FrozenConfig):
         True, description="Layers have biases (initialized to zero); a layer followed by "
         "BatchNorm has none (BN's shift replaces it)."
     )
+    head: Literal["gap", "flatten"] = Field(
+        "gap", description="cnn only: `gap` = global average pool → linear (the classifier is "
+        "the smallest layer); `flatten` = the paper's CNN example: only the first two blocks "
+        "pool, the map is flattened into a hidden linear layer of 8·width units, then the "
+        "classifier (85% of the weights at width 32 on 28×28)."
+    )
 
+    @model_validator(mode="after")
+    def _head_is_cnn_only(self) -> ModelConfig:
+        if self.head != "gap" and self.name != "cnn":
+            raise ValueError(f"model.head={self.head!r} applies to model.name=cnn only (got "
+                             f"model.name={self.name!r}); remove model.head")
+        return self
 
 
 class PaiConfig(FrozenConfig):
