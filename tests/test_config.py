@@ -98,3 +98,12 @@ def test_pinned_ids() -> None:
     assert config_id(build_config({}, ["optim.name=adam", "optim.lr=0.001"])) == "a7ba211abaa0"
     assert config_id(build_config({}, ["sparsity.density=0.1", "model.batchnorm=true",
                                        "regularization.l2=0.0005"])) == "42b8e0096225"
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_example_config_validates(path: Path) -> None:
+    from sparseflow.config.io import read_yaml
+
+    cfg = build_config(read_yaml(path))
+    assert cfg.name == read_yaml(path)["name"]

@@ -143,3 +143,16 @@ def test_default_head_leaves_run_ids_unchanged() -> None:
     explicit = digits({"name": "cnn", "width": 4, "head": "gap"})
     assert config_id(build_config(base)) == config_id(build_config(explicit))
     assert config_id(build_config(base)) != config_id(build_config(digits(FLAT | {"width": 4})))
+
+
+def test_the_example_config_is_the_papers_cnn_with_most_weights_in_the_head() -> None:
+    from sparseflow.config.io import read_yaml
+
+    path = Path(__file__).parents[1] / "configs" / "fashion_mnist_cnn_paper.yaml"
+    cfg = build_config(read_yaml(path))
+    assert (cfg.model.name, cfg.model.width, cfg.model.head) == ("cnn", 32, "flatten")
+    counts = same_capacity_counts(_meta(32, (1, 28, 28), head="flatten", skip=True),
+                                  _meta(cfg.sparsity.dense_width, (1, 28, 28), head="flatten",
+                                        skip=True))
+    assert counts["head.linear.weight"] == 64 * 32 * 7 * 7  # the twin: 8·8 units, 4·8 channels
+    assert counts["head.linear.weight"] > sum(v for n, v in counts.items() if "convs" in n)
