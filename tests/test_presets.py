@@ -110,3 +110,17 @@ def test_reproduce_runs_the_study_and_writes_the_report(tmp_path: Path, monkeypa
     assert "24 runs finished" in out
     html = study / "report" / "report.html"
     assert html.is_file() and "data:image/png;base64," in html.read_text()
+
+
+@pytest.mark.parametrize("scale", ["cpu", "laptop"])
+@pytest.mark.parametrize("name", ["bn", "ewma", "activations"])
+def test_default_table_has_the_papers_layout(name: str, scale: str) -> None:
+    # `reproduce` prints the default table: optimizers as rows, as in the paper's tables, and
+    # the variants (or, with one variant, the activations) as columns; depths pooled in a cell.
+    from sparseflow.analysis.tables import default_axes
+
+    spec = expand(load_spec(presets.preset_path(name, scale))).spec
+    axes = [*spec.axes, "variant"]
+    n_values = {**{a: len(v) for a, v in spec.axes.items()}, "variant": len(spec.variants)}
+    cols = "model.activation" if name == "activations" else "variant"
+    assert default_axes(axes, n_values) == ("optim.name", cols)
