@@ -113,8 +113,9 @@ def test_study_plan_run_tests_export(study, tmp_path: Path, capsys) -> None:
     pairs = _pairs(rows, "adam", "BN", "test_accuracy")
     expected = stats.wilcoxon(pairs[:, 0] - pairs[:, 1], alternative="greater").pvalue
     assert float(cells[("adam", "BN")]["p_value"]) == pytest.approx(expected)
-    code, out, _ = _run(["study", "correlate", str(directory)], capsys)
+    code, out, _ = _run(["study", "correlate", str(directory), "--compare"], capsys)
     assert code == 0 and "EGF₂" in out and "24 sparse and 24 dense" in out
+    assert "| EGF₂ − ‖g‖₁ |" in out and "null SE of a single τ: 0.146 (sparse, n=24)" in out
 
 
 _NUM = r"([+−]?\d+(?:\.\d+)?)"
