@@ -302,7 +302,11 @@ def test_export_marks_the_chosen_runs_and_pairs_only_them(tmp_path: Path) -> Non
         columns = list(store.results()[0])
         store.export(directory / "r.csv", "csv")
         store.export(directory / "r.parquet", "parquet")
+        series = {t: {r["run_key"]: r["pair_id"] for r in store.table(t)[0]}
+                  for t in ("metrics", "gradflow")}
     assert columns[columns.index("status") + 1] == "selected"
+    for pair_ids in series.values():  # the long tables pair as the runs table does
+        assert pair_ids["s01-s0"] == "d001-s0" and pair_ids["s001-s0"] is None
     # Seed 0: sparse 0.1 (val 0.8 > 0.2), dense 0.01 (0.7 > 0.3); seed 1: sparse 0.1, and no
     # dense choice while its 0.1 run is unfinished.
     assert {k for k, r in rows.items() if r["selected"]} == {"s01-s0", "d001-s0", "s01-s1"}

@@ -11,6 +11,8 @@ with dynamic-masker runs), ``egf2_per_layer``, ``layer_density_profile`` (only w
 chose its own layer-wise densities) and ``kendall_by_width`` (each drawn once, also when
 ``metric`` is ``egf2``). A study with a sparse-only axis (``sparsity.masker``, ...) that
 includes ``random`` also gets a method-vs-baseline p-value table: each value against random.
+A study with a ``select`` rule gets a section on the values chosen, and its tables and figures
+show the chosen runs only, the Kendall τ tables every run (:mod:`sparseflow.report.selection`).
 """
 
 from __future__ import annotations
