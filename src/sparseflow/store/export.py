@@ -131,7 +131,7 @@ def selected(records: Sequence[RunRecord], rule: SelectRule | None) -> frozenset
         rows.append({"kind": r.kind, "dense_width": r.dense_width, "seed": r.seed,
                      "status": r.status, "diverged": bool(summary.get("diverged", False)),
                      rule.metric: summary.get(rule.metric),
-                     **{a: _freeze(r.cell.get(a)) for a in axes}})
+                     **{a: r.cell.get(a) for a in axes}})  # select() freezes as the rule does
     return select(rows, rule, axes).selected()
 
 
@@ -183,7 +183,7 @@ def identity(r: RunRecord, axes: Sequence[str],
 def result_rows(records: Sequence[RunRecord], rule: SelectRule | None = None
                 ) -> list[dict[str, Any]]:
     """One flat dict per run, keys in column order (see the module docstring); ``rule``: the
-    study's select rule (None: ``selected`` is empty and every run may pair)."""
+    study's select rule (None: no ``selected`` column, and every run may pair)."""
     axes = axis_columns(records)
     chosen = selected(records, rule)
     partners = pairs(records, rule, chosen)

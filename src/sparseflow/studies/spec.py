@@ -10,7 +10,7 @@
     variant_defs: {L2: {regularization.l2: 0.001}}   # define or redefine bundles
     linked:                      # overrides that follow an axis value (not an axis)
       optim.name: {sgd: {optim.lr: 0.05}, adam: {optim.lr: 0.001}}
-    select: {axis: optim.lr}     # optional: tune an axis by validation (see SelectSpec)
+    # select: {axis: AXIS}      # optional: tune one of axes by validation (SelectSpec)
     scsdc:
       sparse_width: 256
       dense_widths: [32, 64, 128]    # or dense_fractions: [0.1, 0.3, 0.5]
