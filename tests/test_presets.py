@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 import sparseflow  # noqa: F401
 from sparseflow import presets
 from sparseflow.studies import expand, load_spec
+from sparseflow.studies.power_check import cell_pairs
 
 from tests.test_cli import _assert_one_line_error, _run
 from tests.test_studies_plan import spec_dict
@@ -46,6 +48,7 @@ def test_every_preset_expands_to_the_runs_it_states(name: str, scale: str) -> No
         assert plan.spec.scsdc.widths() == [308, 923, 1538, 2153, 2768] or name == "correlation"
         assert axes["data.name"] == ["fashion_mnist", "cifar10", "cifar100"]
         assert axes["model.hidden_layers"] == [1, 2, 4] and axes["optim.lr"] == [0.001, 0.1]
+        _check_selection(plan, path)
         return
     spec = plan.spec
     assert spec.base["data"]["name"] == "fashion_mnist"
@@ -65,6 +68,21 @@ def test_every_preset_expands_to_the_runs_it_states(name: str, scale: str) -> No
         for run in plan.runs:
             assert run.config["optim"]["lr"] == spec.linked["optim.name"][
                 run.cell["optim.name"]]["optim.lr"]
+
+
+def _check_selection(plan, path: Path) -> None:
+    """A preset sweeping the learning rate selects it by validation: every run has a validation
+    split, and the header states the selected pairs of each default-table cell."""
+    assert plan.spec.select is not None and plan.spec.select.axis == "optim.lr"
+    assert plan.spec.select.metric == "val_accuracy"
+    assert all(r.config["data"]["val_fraction"] > 0 for r in plan.runs)
+    assert plan.counts()["selected_pairs"] * 2 == plan.counts()["pairs"]
+    stated = _stated(path, r"selected pairs per cell")
+    cells = cell_pairs(plan)
+    assert stated and {c.n for c in cells} == set(stated), (stated, {c.n for c in cells})
+    # Half the pairs of the same table without the selection: one rate of two per group.
+    unselected = cell_pairs(replace(plan, spec=plan.spec.model_copy(update={"select": None})))
+    assert [2 * c.n for c in cells] == [c.n for c in unselected]
 
 
 def _check_dst_bn(plan, scale: str) -> None:

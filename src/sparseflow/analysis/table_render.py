@@ -42,6 +42,9 @@ def markdown(table: PValueTable, digits: int = 3) -> str:
              for c in table.ordered() if text.cell_notes(c, table.sides)]
     if notes:
         lines += ["", "Notes:", *notes]
+    chosen = table.selection_lines()
+    if chosen:
+        lines += ["", chosen[0], "", *(f"- {s}" for s in chosen[1:])]
     return "\n".join(lines)
 
 
@@ -136,4 +139,7 @@ def rich(table: PValueTable, width: int | None = None) -> Any:
     parts += [Text(s) for s in table.summary_lines()]
     if notes:
         parts.append(Text("notes: " + "; ".join(notes), style="dim"))
+    chosen = table.selection_lines()
+    if chosen:
+        parts += [Text(""), *(Text(s) for s in chosen)]
     return Group(*parts)

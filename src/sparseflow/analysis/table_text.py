@@ -264,14 +264,22 @@ def _marks(table: PValueTable, style: str) -> str:
 
 
 def _what_is_compared(table: PValueTable) -> list[str]:
-    """For a method-vs-baseline table: one sentence saying what A and the baseline are."""
+    """For a method-vs-baseline table: one sentence saying what A and the baseline are; for a
+    table under a select rule, one saying that only the chosen runs are compared."""
+    out = []
     base = getattr(table, "baseline", None)
-    if base is None:
-        return []
-    axis, value = base
-    return [f"A: the sparse runs of each row's {axis}; baseline: the sparse runs of "
-            f"{axis}={value}; paired on dense width, seed and every other axis (A vs baseline, "
-            "not sparse vs dense)."]
+    if base is not None:
+        axis, value = base
+        out.append(f"A: the sparse runs of each row's {axis}; baseline: the sparse runs of "
+                   f"{axis}={value}; paired on dense width, seed and every other axis (A vs "
+                   "baseline, not sparse vs dense).")
+    rule = getattr(table, "select", None)
+    if rule is not None:
+        a, b = sides_of(table)
+        out.append(f"Only runs chosen by validation are compared: per group, the {rule.axis} "
+                   f"with the best {rule.metric}, chosen for {a} and {b} apart, so a pair's "
+                   f"two runs may have different {rule.axis} (see the selection below).")
+    return out
 
 
 def caption_lines(table: PValueTable, style: str = "console") -> list[str]:

@@ -13,6 +13,9 @@ sparse run loses its pair by the largest margin and two diverged runs tie; a run
 for having diverged. Accuracy tests use the accuracies as measured. Each cell counts its
 diverged runs (``diverged_sparse``, ``diverged_dense``), shown in every format of the table.
 
+With a ``select`` rule (a study spec's ``select:``) the table compares only the runs chosen by
+validation and each cell counts the chosen values (:mod:`sparseflow.analysis.table_select`).
+
 This module computes; the words (cell texts, caption, verdicts, summary sentences) live in
 :mod:`sparseflow.analysis.table_text` and the markdown and console layouts in
 :mod:`sparseflow.analysis.table_render`, so every format says the same thing.
@@ -28,6 +31,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from sparseflow.analysis import table_render as render
+from sparseflow.analysis import table_select as sel
 from sparseflow.analysis import table_text as text
 from sparseflow.analysis.stats import (
     ALTERNATIVES,
@@ -37,8 +41,10 @@ from sparseflow.analysis.stats import (
     compare,
     correct,
 )
+from sparseflow.analysis.table_layout import Layout, _groups, default_axes, layout
 from sparseflow.analysis.table_text import cell_text, diverged_text
 from sparseflow.store.pairing import PAIR_ON, freeze, match, sparse_only_axes
+from sparseflow.store.selection import SelectRule, is_diverged, is_finished
 
 #: The compared sides' names: the paper's table, and a method-vs-baseline table.
 SIDES: tuple[str, str] = ("sparse", "dense")
@@ -51,9 +57,8 @@ __all__ = ["Pairs", "PValueCell", "PValueTable", "cell_text", "default_axes", "d
 _freeze = freeze  # the pairing rule's key form (lists → tuples, NaN → None)
 
 
-def _finished(row: Mapping[str, Any]) -> bool:
-    """Runs count when finished; a row without a status (or status None) is taken as finished."""
-    return row.get("status") in (None, "finished")
+#: Runs count when finished; a row without a status (or status None) is taken as finished.
+_finished = is_finished
 
 
 def _metric(row: Mapping[str, Any], metric: str, index: int,
@@ -73,14 +78,6 @@ def _metric(row: Mapping[str, Any], metric: str, index: int,
     if lower_is_better and not math.isfinite(value):
         return math.inf
     return value
-
-
-def is_diverged(row: Mapping[str, Any]) -> bool:
-    """Whether a run row is marked diverged (the export's ``diverged`` column; CSV text too)."""
-    flag = row.get("diverged")
-    if isinstance(flag, str):
-        return flag.strip().lower() in ("true", "1")
-    return bool(flag) and not (isinstance(flag, float) and math.isnan(flag))
 
 
 @dataclass(frozen=True)
@@ -158,6 +155,7 @@ class PValueCell:
     significant: bool
     diverged_sparse: int = 0
     diverged_dense: int = 0
+    choices: sel.CellChoices | None = None
 
     @property
     def diverged(self) -> int:
@@ -178,6 +176,9 @@ class PValueTable:
     ``sparse_only``: the axes no dense run carries (a dense twin pairs with every value).
     ``sides`` names the two compared sides in every text (("sparse", "dense"), or ("A",
     "baseline") for a ``baseline`` = (axis, value) table: each row's value against it).
+    ``select``: the rule that chose the compared runs (None: every finished run); each cell's
+    ``choices`` then counts the values chosen, ``select_incomplete`` the (sparse, dense)
+    groups of the whole table that chose nothing.
     """
 
     metric: str
@@ -196,6 +197,8 @@ class PValueTable:
     sparse_only: tuple[str, ...] = ()
     sides: tuple[str, str] = ("sparse", "dense")
     baseline: tuple[str, Any] | None = None
+    select: SelectRule | None = None
+    select_incomplete: tuple[int, int] = (0, 0)
 
     def cell(self, row: Any, col: Any) -> PValueCell:
         """The :class:`PValueCell` at (row, col); KeyError naming the valid values."""
@@ -221,7 +224,9 @@ class PValueTable:
         correction, every :class:`TestResult` field (``alternative``, ``n_dropped`` included),
         ``p_adjusted``, ``significant``, diverged runs by kind, then sparse − dense in the
         metric's units as exported (``diff``, ``diff_ci_low``, ``diff_ci_high``; accuracy as a
-        fraction, so ×100 gives the points shown) and the cell's ``verdict``."""
+        fraction, so ×100 gives the points shown) and the cell's ``verdict``; with a select
+        rule, the chosen values per kind and the incomplete groups
+        (:func:`table_select.record_fields`)."""
         return [
             {
                 self.row_axis: c.row, self.col_axis: c.col, "metric": self.metric,
@@ -231,6 +236,7 @@ class PValueTable:
                 "diff": c.result.diff, "diff_ci_low": c.result.diff_ci_low,
                 "diff_ci_high": c.result.diff_ci_high,
                 "verdict": text.verdict(c, self.alpha, self.sides).text,
+                **sel.record_fields(self.select, c.choices),
             }  # fmt: skip
             for c in self.ordered()
         ]
@@ -259,6 +265,16 @@ class PValueTable:
         one line per row value, the cells not tested (:func:`table_text.summary_lines`)."""
         return text.summary_lines(self)
 
+    def selection_lines(self) -> list[str]:
+        """With a select rule: the rule, then per cell the values chosen by each side and the
+        incomplete groups ("optim.name=adam / variant=NR: sparse optim.lr 0.001 ×10, 0.1 ×5;
+        dense 0.001 ×15"); no lines without one."""
+        if self.select is None:
+            return []
+        return sel.selection_lines(self.select, self.ordered(),
+                                   lambda c: f"{self.row_axis}={c.row} / {self.col_axis}={c.col}",
+                                   self.sides, self.select_incomplete)
+
     def to_markdown(self, digits: int = 3) -> str:
         """Caption, then rows × cols of "p, sparse − dense [CI], n" (**bold** p when p ≤ alpha),
         then the summary sentences and the cells' notes (dropped values, unmatched runs, ...)."""
@@ -270,13 +286,6 @@ class PValueTable:
         ahead; when that grid is wider than ``width`` columns the table turns to one line per
         cell (see :func:`table_render.rich`)."""
         return render.rich(self, width)
-
-
-def _order(values: Sequence[Any], given: Sequence[Any] | None) -> tuple[Any, ...]:
-    """``given`` (frozen), else the distinct values in order of first appearance."""
-    if given is not None:
-        return tuple(_freeze(v) for v in given)
-    return tuple(dict.fromkeys(values))
 
 
 def _shared_twin_note(pairs: Pairs, within: Sequence[str], sparse_only: Sequence[str]) -> str:
@@ -316,6 +325,7 @@ def pvalue_table(
     row_order: Sequence[Any] | None = None,
     col_order: Sequence[Any] | None = None,
     baseline: tuple[str, Any] | None = None,
+    select: SelectRule | None = None,
 ) -> PValueTable:
     """Test sparse against dense per (``rows`` value, ``cols`` value) cell; H1 by
     ``alternative`` (default ``"greater"``: sparse better, the paper's test). With
@@ -348,10 +358,17 @@ def pvalue_table(
         baseline: (axis, value): compare methods instead of sparse with dense. Pairs match on
             the dense width, seed and every other axis; H1 ``"greater"``: the row's value
             better than the baseline; differences are row value − baseline.
+        select: a :class:`~sparseflow.store.selection.SelectRule`: compare only the runs it
+            chooses by validation (one per kind and group of runs differing only in
+            ``select.axis``, over ``runs`` of every status: a group with an unfinished run is
+            incomplete, chooses nothing and is not tested). The axis is no part of a pair's
+            key (each side at its chosen value) and cannot be ``rows`` or ``cols``; each cell's
+            ``choices`` counts the values chosen.
 
     Raises:
         ValueError: unknown test/correction/alternative, a row without ``kind``, duplicate
-            runs, or a baseline whose axis is not the rows or whose value has no run.
+            runs, a baseline whose axis is not the rows or whose value has no run, or rows or
+            cols on the select axis.
     """
     if test not in TESTS:
         raise ValueError(f"unknown test {test!r}; valid: {list(TESTS)}")
@@ -359,7 +376,14 @@ def pvalue_table(
         raise ValueError(f"unknown correction {correction!r}; valid: {list(CORRECTIONS)}")
     if alternative not in ALTERNATIVES:
         raise ValueError(f"unknown alternative {alternative!r}; valid: {list(ALTERNATIVES)}")
-    done = [r for r in runs if _finished(r)]
+    row_key = rows or (baseline[0] if baseline is not None else "optim.name")
+    pool, found = list(runs), None
+    if select is not None:
+        sel.check_layout(select, row_key, cols)
+        plain = [k for k in (row_key, cols) if k not in ("dense_width", "seed")]
+        pool, found = sel.apply(runs, select, sel.selection_axes(runs, axes, select, plain))
+        axes = None if axes is None else [a for a in axes if a != select.axis]
+    done = [r for r in pool if _finished(r)]
     if baseline is not None:
         rows = rows or baseline[0]
         if rows != baseline[0] or cols == baseline[0]:
@@ -370,12 +394,15 @@ def pvalue_table(
     if higher_is_better is None:
         higher_is_better = not metric.endswith("loss")
     if axes is None:
-        found = {k for r in done for k in r if "." in k or k == "variant"}
-        axes = sorted(found - {row_key, col_key, "dense_width", "seed"})
+        keys = {k for r in done for k in r if "." in k or k == "variant"}
+        axes = sorted(keys - {row_key, col_key, "dense_width", "seed",
+                              *([select.axis] if select else [])})
     lay = layout(done, row_key, col_key, axes, sparse_only=(baseline[0],) if baseline else None,
                  row_order=row_order, col_order=col_order)
     row_vals, col_vals, groups, only = lay.row_values, lay.col_values, lay.groups, lay.sparse_only
     within = lay.within
+    choices, left = ({}, (0, 0)) if found is None else _selection_counts(
+        runs, found, lay, row_key, col_key, baseline)
     opts = dict(test=test, higher_is_better=higher_is_better, confidence=confidence,
                 n_resamples=n_resamples, seed=seed, min_n=min_n,
                 alternative=alternative)  # fmt: skip
@@ -401,7 +428,8 @@ def pvalue_table(
     adjusted = correct([res.p_value for res in results.values()], correction)
     cells = {
         key: PValueCell(key[0], key[1], res, p, not math.isnan(p) and p <= alpha,
-                        *_diverged_counts(groups.get(key, [])))
+                        *_diverged_counts(groups.get(key, [])),
+                        choices=None if found is None else choices.get(key, sel.CellChoices()))
         for (key, res), p in zip(results.items(), adjusted, strict=True)
     }
     return PValueTable(
@@ -411,7 +439,23 @@ def pvalue_table(
         confidence=confidence, sparse_only=tuple(only),
         sides=(BASELINE_SIDES if baseline else SIDES),
         baseline=None if baseline is None else (baseline[0], _freeze(baseline[1])),
+        select=select, select_incomplete=left,
     )  # fmt: skip
+
+
+def _selection_counts(runs: Sequence[Mapping[str, Any]], found: sel.Selection, lay: Layout,
+                      row_key: str, col_key: str, baseline: tuple[str, Any] | None
+                      ) -> tuple[dict[tuple[Any, Any], sel.CellChoices], tuple[int, int]]:
+    """(each cell's chosen values and incomplete groups, the (sparse, dense) incomplete groups
+    of the whole table): the runs placed as the table places them, a baseline table's
+    relabelled as its sides."""
+    left = sel.incomplete_runs(runs, found)
+    if baseline is not None:
+        left = _relabel(left, *baseline)
+    placed = _groups(left, row_key, col_key, lay.row_values, lay.col_values, lay.sparse_only)
+    totals = (sum(r.get("kind") == "sparse" for r in left),
+              sum(r.get("kind") == "dense" for r in left))
+    return sel.cell_choices(lay.groups, placed, found.rule), totals
 
 
 def baseline_rows(rows: Sequence[Mapping[str, Any]], axis: str, value: Any
@@ -425,75 +469,17 @@ def baseline_rows(rows: Sequence[Mapping[str, Any]], axis: str, value: Any
     if not any(_freeze(r.get(axis)) == want for r in sparse):
         seen = list(dict.fromkeys(_freeze(r.get(axis)) for r in sparse))
         raise ValueError(f"no finished sparse run has {axis}={value!r}; values: {seen}")
+    return _relabel(sparse, axis, value)
+
+
+def _relabel(rows: Sequence[Mapping[str, Any]], axis: str, value: Any) -> list[dict[str, Any]]:
+    """The sparse rows as the sides of a baseline table (see :func:`baseline_rows`)."""
+    want = _freeze(value)
     return [{**r, "kind": "dense", axis: None} if _freeze(r.get(axis)) == want else dict(r)
-            for r in sparse]
-
-
-@dataclass(frozen=True)
-class Layout:
-    """A table's cells before any test: row and column values in display order, each cell's
-    runs (``groups``), the axes pairs match on (``within``) and the sparse-only axes."""
-
-    row_values: tuple[Any, ...]
-    col_values: tuple[Any, ...]
-    groups: dict[tuple[Any, Any], list[Mapping[str, Any]]]
-    within: tuple[str, ...]
-    sparse_only: tuple[str, ...]
-
-
-def layout(rows: Sequence[Mapping[str, Any]], row_key: str, col_key: str, axes: Sequence[str],
-           *, sparse_only: Sequence[str] | None = None, row_order: Sequence[Any] | None = None,
-           col_order: Sequence[Any] | None = None) -> Layout:
-    """Lay ``rows`` (runs, export rows) out by ``row_key`` × ``col_key`` as
-    :func:`pvalue_table` does; ``axes``: the swept keys pairs match on. ``sparse_only``
-    default: the axes (rows and columns included) that no dense run carries
-    (:func:`sparseflow.store.pairing.sparse_only_axes`); a dense run sits in every row (column)
-    of its cell when the row (column) key is one of them."""
-    candidates = list(dict.fromkeys([*axes, row_key, col_key]))
-    only = tuple(sparse_only_axes(rows, candidates) if sparse_only is None else sparse_only)
-    within = tuple(a for a in axes if a not in (row_key, col_key) or a in only)
-    row_vals = _order(_layout_values(rows, row_key, only), row_order)
-    col_vals = _order(_layout_values(rows, col_key, only), col_order)
-    return Layout(row_vals, col_vals, _groups(rows, row_key, col_key, row_vals, col_vals, only),
-                  within, only)
-
-
-def _layout_values(rows: Sequence[Mapping[str, Any]], key: str, only: Sequence[str]
-                   ) -> list[Any]:
-    """The values of a row/column key; a sparse-only key's come from the runs that carry it."""
-    return [_freeze(r.get(key)) for r in rows
-            if key not in only or r.get("kind") != "dense"]
-
-
-def _groups(rows: Sequence[Mapping[str, Any]], row_key: str, col_key: str,
-            row_vals: Sequence[Any], col_vals: Sequence[Any], only: Sequence[str]
-            ) -> dict[tuple[Any, Any], list[Mapping[str, Any]]]:
-    """(row value, column value) → the cell's runs; a dense run sits in every row (column) of
-    its cell when the row (column) key is sparse-only."""
-    groups: dict[tuple[Any, Any], list[Mapping[str, Any]]] = {}
-    for r in rows:
-        shared = r.get("kind") == "dense"
-        rs = row_vals if shared and row_key in only else [_freeze(r.get(row_key))]
-        cs = col_vals if shared and col_key in only else [_freeze(r.get(col_key))]
-        for rv in rs:
-            for cv in cs:
-                groups.setdefault((rv, cv), []).append(r)
-    return groups
+            for r in rows if r.get("kind") == "sparse"]
 
 
 def _diverged_counts(runs: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
     """(sparse, dense) diverged runs among a cell's finished runs."""
     return (sum(r.get("kind") == "sparse" and is_diverged(r) for r in runs),
             sum(r.get("kind") == "dense" and is_diverged(r) for r in runs))
-
-
-def default_axes(axes: Sequence[str], n_values: Mapping[str, int]) -> tuple[str, str]:
-    """Default (rows, cols) of a study's table: the first swept axis × ``variant`` — or, when
-    the study has a single variant, × the next swept axis (e.g. the activation), so that a
-    column never pools the very factor the study varies; ``dense_width`` when nothing else is
-    left. ``axes`` are the swept keys in spec order, ``variant`` last."""
-    rows = axes[0]
-    others = [a for a in axes if a not in (rows, "variant")]
-    if rows != "variant" and n_values.get("variant", 1) > 1:
-        return rows, "variant"
-    return rows, others[0] if others else "dense_width"

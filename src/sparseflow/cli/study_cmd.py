@@ -109,6 +109,14 @@ def _print_counts(console: Console, plan: Any) -> None:
     console.print(f"axes: {axes}; variants: {', '.join(plan.spec.variants)}; dense widths: "
                   f"{plan.spec.scsdc.widths()} vs sparse width {plan.spec.scsdc.sparse_width}",
                   soft_wrap=True)
+    select = plan.spec.select
+    if select is not None:
+        n = len(plan.spec.axes[select.axis])
+        console.print(f"select: every {select.axis} value is trained; per kind and group of "
+                      f"{n} runs that differ only in {select.axis}, the one with the best "
+                      f"{select.metric} is kept, so the tests compare "
+                      f"{plan.counts()['selected_pairs']:,} selected pairs (validation "
+                      "chooses, the test set compares)", soft_wrap=True, markup=False)
     only = plan.sparse_only_axes()
     if only:
         per = math.prod(len(plan.spec.axes[a]) for a in only)
@@ -361,7 +369,9 @@ def _note(note: str | None) -> None:
         print(note, file=sys.stderr)
 
 
-def _axes(directory: Path, all_runs: bool = False) -> tuple[list[str], list[dict[str, Any]]]:
+def _axes(directory: Path, all_runs: bool = False
+          ) -> tuple[list[str], list[dict[str, Any]], Any]:
+    """(the study's swept keys, ``variant`` last; its export rows; its select rule or None)."""
     from sparseflow.store import StudyStore
     from sparseflow.store.scope import plan_scope
 
@@ -369,8 +379,9 @@ def _axes(directory: Path, all_runs: bool = False) -> tuple[list[str], list[dict
         spec = (store.study_info() or {}).get("spec", {})
         only, note = plan_scope(store, all_runs)
         results = store.results(only)
+        rule = store.select_rule()
     _note(note)
-    return [*spec.get("axes", {}), "variant"], results
+    return [*spec.get("axes", {}), "variant"], results, rule
 
 
 def _baseline(text: str, axes: list[str], results: list[dict[str, Any]]) -> tuple[str, Any]:
@@ -430,9 +441,11 @@ def print_tests(console: Console, directory: Path, *, metric: str = "test_accura
     value of AXIS against it (sparse runs on both sides) instead of sparse vs dense."""
     from sparseflow.analysis import pvalue_table
 
-    axes, results = _axes(directory, all_runs)
+    axes, results, rule = _axes(directory, all_runs)
     base = _baseline(baseline, axes, results) if baseline is not None else None
-    rows, cols = _layout_keys(axes, results, rows, cols, base)
+    # A select axis is tuned away: never a default row or column (naming it is refused below).
+    shown = [a for a in axes if rule is None or a != rule.axis]
+    rows, cols = _layout_keys(shown, results, rows, cols, base)
     for key in (rows, cols):
         if key not in axes and key not in ("dense_width", "seed"):
             raise ConfigError(f"{key!r} is not a swept axis of this study; axes: "
@@ -440,7 +453,7 @@ def print_tests(console: Console, directory: Path, *, metric: str = "test_accura
     try:
         table = pvalue_table(results, metric=metric, rows=rows, cols=cols, test=test,
                              correction=correction, alternative=alternative, alpha=alpha,
-                             axes=axes, baseline=base)
+                             axes=axes, baseline=base, select=rule)
     except ValueError as exc:  # e.g. no finished run of the baseline yet
         raise ConfigError(str(exc)) from None
     if fmt == "markdown":
@@ -474,7 +487,8 @@ def _check_test_options(metric: str, test: str, correction: str, alternative: st
 def tests_cmd(
     directory: Path = typer.Argument(..., help="Study directory."),
     metric: str = typer.Option("test_accuracy", help="Metric compared (losses: lower is better)."),
-    rows: str | None = typer.Option(None, help="Row axis (default: the first axis)."),
+    rows: str | None = typer.Option(None, help="Row axis (default: the first axis not tuned "
+                                    "by the spec's select)."),
     cols: str | None = typer.Option(None, help="Column axis (default: variant)."),
     test: str = typer.Option("wilcoxon", help="wilcoxon (paired), ttest (paired), mannwhitney."),
     correction: str = typer.Option("none", help="Multiple comparisons: none, holm, bh."),
@@ -492,7 +506,8 @@ def tests_cmd(
 ) -> None:
     """Sparse vs dense per cell, pairs matched by (dense width, seed) — the paper's table: p,
     sparse − dense with its 95% CI, n, and what they say (over the current plan's runs;
-    --all-runs: every stored run). With --baseline: method vs baseline instead."""
+    --all-runs: every stored run). With --baseline: method vs baseline instead. A spec with
+    select: compares only the runs chosen by validation and says which values were chosen."""
     _check_test_options(metric, test, correction, alternative, alpha, fmt)
     print_tests(Console(), directory, metric=metric, rows=rows, cols=cols, test=test,
                 correction=correction, alternative=alternative, alpha=alpha, fmt=fmt,
@@ -511,13 +526,15 @@ def correlate_cmd(
     """Kendall τ of each run-average gradient-flow measure with test loss and accuracy."""
     from sparseflow.analysis import kendall_table
 
-    _, results = _axes(directory, all_runs)
+    _, results, rule = _axes(directory, all_runs)
     finished = [r for r in results if r.get("status") == "finished"]
     table = kendall_table(finished)
     print(table.to_markdown(absolute=not signed))
     n = {k: sum(r["kind"] == k for r in finished) for k in ("sparse", "dense")}
-    print(f"\nKendall tau-b over {n['sparse']} sparse and {n['dense']} dense finished runs; "
-          f"{'signed' if signed else '|tau|, as in the paper'}.")
+    # A correlation over configurations: every run counts, not only the ones a select chose.
+    every = f" (every {rule.axis}, not only the runs select chose)" if rule else ""
+    print(f"\nKendall tau-b over {n['sparse']} sparse and {n['dense']} dense finished runs"
+          f"{every}; {'signed' if signed else '|tau|, as in the paper'}.")
     if not math.isfinite(table.cell("egf2", "sparse", "test_loss").tau):
         print("(too few runs for some cells)")
     if compare:

@@ -93,12 +93,21 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
     return pairs
 
 
+def _model_in(ann: Any) -> Any:
+    """The model class of an annotation: ``ann`` itself, or the model of an optional one
+    (``SelectSpec | None``); else ``ann`` unchanged."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    models = [a for a in get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 and type(None) in get_args(ann) else ann
+
+
 def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """Valid field names at ``loc`` (the parent of the offending key)."""
     cls: Any = model
     for part in loc:
         field = cls.model_fields.get(part) if isinstance(part, str) else None
-        ann = getattr(field, "annotation", None)
+        ann = _model_in(getattr(field, "annotation", None))
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             return []
         cls = ann
@@ -114,7 +123,7 @@ def _field_help(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
             return ""
         if i == len(loc) - 1:
             return field.description or ""
-        cls = field.annotation
+        cls = _model_in(field.annotation)
         if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
             return ""
     return ""

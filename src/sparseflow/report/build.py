@@ -11,6 +11,8 @@ with dynamic-masker runs), ``egf2_per_layer``, ``layer_density_profile`` (only w
 chose its own layer-wise densities) and ``kendall_by_width`` (each drawn once, also when
 ``metric`` is ``egf2``). A study with a sparse-only axis (``sparsity.masker``, ...) that
 includes ``random`` also gets a method-vs-baseline p-value table: each value against random.
+A study with a ``select`` rule gets a section on the values chosen, and its tables and figures
+show the chosen runs only, the Kendall τ tables every run (:mod:`sparseflow.report.selection`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sparseflow.analysis import CORRECTIONS, TESTS, PValueTable, kendall_table, 
 from sparseflow.analysis.correlation import kendall_by_group
 from sparseflow.report import data as d
 from sparseflow.report import figures, html
+from sparseflow.report import selection as rs
 from sparseflow.report.errors import ReportError
 from sparseflow.report.palette import value_colors
 from sparseflow.report.series import (
@@ -49,6 +52,7 @@ from sparseflow.report.series_runs import (
     egf_training_figure,
     per_layer_figure,
 )
+from sparseflow.store.selection import SelectRule
 from sparseflow.utils.atomic import atomic_write_bytes, write_output
 
 REPORT_DIR = "report"
@@ -207,18 +211,23 @@ def _baseline_cols(axis: str, rows: str, cols: str) -> str:
 
 
 def baseline_tables(study: d.StudyData, metric: str, rows: str, cols: str, test: str,
-                    correction: str, alpha: float) -> list[tuple[str, PValueTable | str]]:
+                    correction: str, alpha: float, *, select: SelectRule | None = None,
+                    runs: Sequence[dict[str, Any]] | None = None,
+                    ) -> list[tuple[str, PValueTable | str]]:
     """(axis, table) of each method-vs-baseline table (:func:`baseline_axes`): every other
     value of the axis against ``random``, sparse runs on both sides, paired on dense width,
     seed and every other axis; H1 the method better (``pvalue_table(..., baseline=...)``).
-    Where the analysis refuses (no finished random run yet) its reason replaces the table."""
+    Where the analysis refuses (no finished random run yet) its reason replaces the table.
+    With a ``select`` rule the tables compare the chosen runs of ``runs`` (every run of the
+    study; ``study`` is then the chosen runs' view, which lays the tables out)."""
     out: list[tuple[str, PValueTable | str]] = []
     for axis in baseline_axes(study):
         by = _baseline_cols(axis, rows, cols)
         try:
-            table = pvalue_table(study.rows, metric=metric, rows=axis, cols=by, test=test,
-                                 correction=correction, alpha=alpha, axes=list(study.axes),
-                                 baseline=(axis, BASELINE),
+            table = pvalue_table(study.rows if runs is None else runs, metric=metric, rows=axis,
+                                 cols=by, test=test, correction=correction, alpha=alpha,
+                                 axes=[*study.axes, *([select.axis] if select else [])],
+                                 baseline=(axis, BASELINE), select=select,
                                  row_order=[v for v in study.values(axis) if v != BASELINE],
                                  col_order=study.values(by))
         except ValueError as exc:
@@ -290,11 +299,17 @@ def build_report(directory: str | Path, *, out: str | Path | None = None,
     """
     _check_options(metric, test, correction, alpha)
     study = d.load_study(directory, all_runs)
-    rows, cols = d.choose_axes(study, rows, cols)
-    curve_cell = d.choose_cell(study, cell)
+    rule = rs.study_rule(study)
+    rs.check_keys(rule, [("--rows", rows), ("--cols", cols),
+                         *(("--cell", item.partition("=")[0].strip()) for item in cell)])
+    # Under a select rule the tables and figures show the chosen runs; τ uses every run.
+    shown = study if rule is None else rs.selected_study(study, rule)
+    rows, cols = d.choose_axes(shown, rows, cols)
+    curve_cell = d.choose_cell(shown, cell)
     table = pvalue_table(study.rows, metric=metric, rows=rows, cols=cols, test=test,
                          correction=correction, alpha=alpha, axes=list(study.axes),
-                         row_order=study.values(rows), col_order=study.values(cols))
+                         row_order=shown.values(rows), col_order=shown.values(cols),
+                         select=rule)
     finished = study.finished
     kendall = kendall_table(finished)
     by_width = kendall_by_group(finished, "dense_width")
@@ -303,26 +318,39 @@ def build_report(directory: str | Path, *, out: str | Path | None = None,
     target = Path(out) if out is not None else Path(directory) / REPORT_DIR / HTML_NAME
     folder = figure_dir(directory, out)
     prefix = "" if folder is None or folder == target.parent else f"{folder.name}/"
-    datas, no_profile = _figures(study, metric, rows, cols, test, curve_cell, kendall, by_width)
+    datas, no_profile = _figures(shown, metric, rows, cols, test, curve_cell, kendall, by_width)
+    if rule is not None:
+        datas = [(h, rs.captioned(fd, rule)) for h, fd in datas]
     by_name, written = _write_figures([fd for _, fd in datas], folder, prefix)
     heading = dict((fd.name, h) for h, fd in datas)
     names = [fd.name for _, fd in datas]
     sections = [(f"Is sparse better than same-capacity dense? ({metric})",
                  html.pvalue_html(table))]
-    sections += _baseline_sections(baseline_tables(study, metric, rows, cols, test, correction,
-                                                   alpha), metric)
+    if rule is not None:
+        sections.append((f"Which {rule.axis} was chosen? Selection by {rule.metric}",
+                         rs.selection_html(table)))
+    sections += _baseline_sections(baseline_tables(shown, metric, rows, cols, test, correction,
+                                                   alpha, select=rule, runs=study.rows), metric)
     sections += [(heading[n], by_name[n]) for n in names if n != "kendall_by_width"]
     if no_profile:
         sections.append(("Layer-wise density of the initial mask",
                          f'<p class="caption">{html.escape(no_profile)}</p>'))
+    every = "" if rule is None else (
+        f'<p class="caption">τ is computed over every finished run, each {html.escape(rule.axis)}'
+        " included, not only the runs the selection chose (a correlation over "
+        "configurations).</p>")
     sections += [("Gradient flow and generalization: Kendall τ",
-                  html.kendall_html(kendall, kinds)),
+                  html.kendall_html(kendall, kinds) + every),
                  (heading["kendall_by_width"],
                   html.kendall_width_html(kendall, by_width) + by_name["kendall_by_width"])]
     failed = [(r["run_key"], str(r.get("error") or "")) for r in study.rows
               if r.get("status") == "failed"]
-    text = html.page(f"sparseflow study report: {study.name}", d.summary_items(study, table),
-                     sections, failed)
+    summary = d.summary_items(study, table)
+    if rule is not None:
+        at = next(i for i, (k, _) in enumerate(summary) if k == "statistics") + 1
+        summary.insert(at, ("selection", rs.summary_text(rule, table, len(shown.rows),
+                                                          len(finished))))
+    text = html.page(f"sparseflow study report: {study.name}", summary, sections, failed)
     try:  # a special file (/dev/null) is written through, never replaced
         write_output(target, text.encode("utf-8"))
     except OSError as exc:

@@ -1,8 +1,11 @@
 """The ``study export`` contract: one flat row per run, written as CSV or parquet.
 
 Columns, in a stable order: the identity columns (:data:`IDENTITY`), one column per swept axis
-(the dotted keys of the runs' cells, sorted), ``status``, the run's results from its summary
-(:data:`RESULTS`; empty for a run that has not finished) and :data:`TAIL`. :data:`COLUMN_DOCS`
+(the dotted keys of the runs' cells, sorted), ``status``, ``selected`` (only in a study with a
+``select`` rule: whether the rule chose the run, :mod:`sparseflow.store.selection`), the run's
+results from its summary (:data:`RESULTS`; empty for a run that has not finished) and
+:data:`TAIL`. ``selected`` is left out without a rule rather than left empty: a bool column
+without any value would read as float64 from CSV but as object from parquet. :data:`COLUMN_DOCS`
 describes each fixed column (the README's table is drawn from it).
 
 Each fixed column has one type (:data:`TYPES`), written the same way to CSV and to parquet, so
@@ -23,6 +26,7 @@ from typing import Any
 from sparseflow.store.errors import StoreError
 from sparseflow.store.pairing import match
 from sparseflow.store.records import RunRecord
+from sparseflow.store.selection import SelectRule, select
 from sparseflow.utils.atomic import json_safe, write_output
 
 COLUMN_DOCS: dict[str, str] = {
@@ -37,8 +41,12 @@ COLUMN_DOCS: dict[str, str] = {
                "run and on every sparse run paired with it (a dense twin is shared by every "
                "value of the sparse-only axes, e.g. sparsity.masker); matched as the p-value "
                "table matches: same dense width, seed and every axis the dense run carries; "
-               "empty for a run without a partner",
+               "empty for a run without a partner. With a select rule only the selected runs "
+               "pair (the select axis left out: each side at its chosen value)",
     "status": "one of planned, running, interrupted, finished, failed",
+    "selected": "only in a study with a select rule: whether the run is the one its group "
+                "(kind, dense width, seed, every other axis) chose by validation, and so "
+                "compared in the tests; false for the other values and in an incomplete group",
     "test_accuracy": "final test accuracy (fraction, 0-1)",
     "test_loss": "final test cross-entropy",
     "val_accuracy": "final validation accuracy (fraction)",
@@ -76,7 +84,7 @@ RESULTS: tuple[str, ...] = (
     "active_weights", "mask_updates", "ever_active", "gradflow_points",
 )
 TAIL: tuple[str, ...] = ("duration_s", "error")
-FIXED = frozenset((*IDENTITY, "status", *RESULTS, *TAIL))
+FIXED = frozenset((*IDENTITY, "status", "selected", *RESULTS, *TAIL))
 FORMATS: tuple[str, ...] = ("csv", "parquet")
 
 #: The type of each fixed column: "int", "float", "bool" or "str" (axis columns have none:
@@ -86,7 +94,7 @@ TYPES: dict[str, str] = {
     **dict.fromkeys(("run_id", "run_key", "kind", "pair_id", "status", "error"), "str"),
     **dict.fromkeys(("sparse_width", "dense_width", "seed", "epochs", "best_epoch",
                      "active_weights", "mask_updates", "gradflow_points"), "int"),
-    **dict.fromkeys(("stopped_early", "diverged"), "bool"),
+    **dict.fromkeys(("selected", "stopped_early", "diverged"), "bool"),
 }
 TYPES.update({c: "float" for c in FIXED if c not in TYPES})
 #: What ``pandas.read_csv(path, dtype=CSV_READ_DTYPES)`` needs to read the text columns of any
@@ -110,7 +118,25 @@ def _freeze(value: Any) -> Any:
     return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
 
 
-def pairs(records: Sequence[RunRecord]) -> dict[str, tuple[RunRecord, RunRecord]]:
+def selected(records: Sequence[RunRecord], rule: SelectRule | None) -> frozenset[int] | None:
+    """Indices of the records ``rule`` chooses (:func:`sparseflow.store.selection.select` over
+    every record, whatever its status, so an unfinished run makes its group incomplete); None
+    without a rule."""
+    if rule is None:
+        return None
+    axes = axis_columns(records)
+    rows = []
+    for r in records:
+        summary = r.summary if r.status == "finished" and r.summary else {}
+        rows.append({"kind": r.kind, "dense_width": r.dense_width, "seed": r.seed,
+                     "status": r.status, "diverged": bool(summary.get("diverged", False)),
+                     rule.metric: summary.get(rule.metric),
+                     **{a: r.cell.get(a) for a in axes}})  # select() freezes as the rule does
+    return select(rows, rule, axes).selected()
+
+
+def pairs(records: Sequence[RunRecord], rule: SelectRule | None = None,
+          chosen: frozenset[int] | None = None) -> dict[str, tuple[RunRecord, RunRecord]]:
     """run_key → (dense twin, a sparse partner) of its SC-SDC pair, for every run that has one.
 
     The rule of :mod:`sparseflow.store.pairing` (the one the p-value table uses), here over
@@ -118,10 +144,19 @@ def pairs(records: Sequence[RunRecord]) -> dict[str, tuple[RunRecord, RunRecord]
     dense width, the seed and every axis the dense run carries (the cell, ``variant``
     included; the sparse-only axes, which no dense run carries, are left out). A dense run
     pairs with every such sparse run; its entry names the first of them. A key with more than
-    one run of a kind pairs none of them (no partner can be chosen)."""
+    one run of a kind pairs none of them (no partner can be chosen).
+
+    With a select ``rule`` only the chosen runs pair (``chosen``: :func:`selected` of the
+    records, computed here when not given), matched without the select axis: a sparse run and
+    its twin may have chosen different values of it."""
     axes = axis_columns(records)
+    keep = None
+    if rule is not None:
+        keep = selected(records, rule) if chosen is None else chosen
+        axes = [a for a in axes if a != rule.axis]
     rows = [{"kind": r.kind, "dense_width": r.dense_width, "seed": r.seed,
-             **{a: _freeze(r.cell.get(a)) for a in axes}} for r in records]
+             **{a: _freeze(r.cell.get(a)) for a in axes}}
+            if keep is None or i in keep else {} for i, r in enumerate(records)]
     found: dict[str, tuple[RunRecord, RunRecord]] = {}
     for s, d in match(rows, axes).twin.items():
         sparse, dense = records[s], records[d]
@@ -145,15 +180,20 @@ def identity(r: RunRecord, axes: Sequence[str],
     return row
 
 
-def result_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
-    """One flat dict per run, keys in column order (see the module docstring)."""
+def result_rows(records: Sequence[RunRecord], rule: SelectRule | None = None
+                ) -> list[dict[str, Any]]:
+    """One flat dict per run, keys in column order (see the module docstring); ``rule``: the
+    study's select rule (None: no ``selected`` column, and every run may pair)."""
     axes = axis_columns(records)
-    partners = pairs(records)
+    chosen = selected(records, rule)
+    partners = pairs(records, rule, chosen)
     rows: list[dict[str, Any]] = []
-    for r in records:
+    for i, r in enumerate(records):
         summary = r.summary if r.status == "finished" and r.summary else {}
         row = identity(r, axes, partners.get(r.run_key))
         row["status"] = r.status
+        if chosen is not None:
+            row["selected"] = i in chosen
         row.update({key: summary.get(key) for key in RESULTS})
         row["diverged"] = bool(summary.get("diverged", False))
         row["duration_s"] = r.duration_s
@@ -162,9 +202,10 @@ def result_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
     return rows
 
 
-def result_columns(records: Sequence[RunRecord]) -> list[str]:
+def result_columns(records: Sequence[RunRecord], rule: SelectRule | None = None) -> list[str]:
     """The column names of :func:`result_rows` of ``records`` (also when there are none)."""
-    return [*IDENTITY, *axis_columns(records), "status", *RESULTS, *TAIL]
+    chosen = ["selected"] if rule is not None else []
+    return [*IDENTITY, *axis_columns(records), "status", *chosen, *RESULTS, *TAIL]
 
 
 def write_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: str | Path,

@@ -26,6 +26,7 @@ from typing import Any
 
 from sparseflow.store.export import IDENTITY, TYPES, axis_columns, identity, pairs
 from sparseflow.store.records import RunRecord
+from sparseflow.store.selection import SelectRule
 
 METRICS_COLUMN_DOCS: dict[str, str] = {
     "epoch": "epoch number, 1 = the first completed epoch",
@@ -93,11 +94,12 @@ def _extras(found: set[str], taken: Sequence[str]) -> list[str]:
     return sorted(found - set(taken))
 
 
-def metrics_table(records: Sequence[RunRecord], series: Series
+def metrics_table(records: Sequence[RunRecord], series: Series, rule: SelectRule | None = None
                   ) -> tuple[list[dict[str, Any]], list[str]]:
     """(rows, columns) of the metrics table: one row per (run, epoch) of ``series`` (run_key →
-    that run's per-epoch rows, ``StudyStore.metrics``), runs in ``records`` order."""
-    axes, partners = _axes(records, METRICS_COLUMN_DOCS), pairs(records)
+    that run's per-epoch rows, ``StudyStore.metrics``), runs in ``records`` order; ``rule``: the
+    study's select rule (``pair_id`` as in the runs table)."""
+    axes, partners = _axes(records, METRICS_COLUMN_DOCS), pairs(records, rule)
     head = [*IDENTITY, *axes]
     extra = _extras({k for r in records for m in series.get(r.run_key, ()) for k in m},
                     [*head, *METRICS_COLUMN_DOCS])
@@ -110,11 +112,12 @@ def metrics_table(records: Sequence[RunRecord], series: Series
     return rows, columns
 
 
-def gradflow_table(records: Sequence[RunRecord], series: Series
+def gradflow_table(records: Sequence[RunRecord], series: Series, rule: SelectRule | None = None
                    ) -> tuple[list[dict[str, Any]], list[str]]:
     """(rows, columns) of the gradient-flow table: per probe point of ``series`` (run_key →
-    ``StudyStore.gradflow`` of that run) one ``"all"`` row, then one row per layer."""
-    axes, partners = _axes(records, GRADFLOW_COLUMN_DOCS), pairs(records)
+    ``StudyStore.gradflow`` of that run) one ``"all"`` row, then one row per layer; ``rule``:
+    the study's select rule (``pair_id`` as in the runs table)."""
+    axes, partners = _axes(records, GRADFLOW_COLUMN_DOCS), pairs(records, rule)
     head = [*IDENTITY, *axes, "point", "epoch", "step", "layer", "layer_index"]
     points = [p for r in records for p in series.get(r.run_key, ())]
     taken = [*head, *GRADFLOW_COLUMN_DOCS, "per_layer"]

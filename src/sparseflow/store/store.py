@@ -40,6 +40,7 @@ from sparseflow.store.schema import (
     database_error,
     migrate,
 )
+from sparseflow.store.selection import SelectRule, rule_from_spec
 
 DB_NAME, RUNS_DIR = "study.sqlite", "runs"
 #: The tables ``study export --table`` writes (see :meth:`StudyStore.table`).
@@ -427,7 +428,11 @@ class StudyStore:
     def results(self, only: Collection[str] | None = None) -> list[dict[str, Any]]:
         """One flat dict per run: the ``study export`` contract (see ``export.py``); with
         ``only``, just the runs with those keys (e.g. :meth:`plan_keys`)."""
-        return _export.result_rows(self._only(only))
+        return _export.result_rows(self._only(only), self.select_rule())
+
+    def select_rule(self) -> SelectRule | None:
+        """The stored spec's ``select`` rule (:mod:`sparseflow.store.selection`), or None."""
+        return rule_from_spec((self.study_info() or {}).get("spec"))
 
     def _only(self, only: Collection[str] | None) -> list[RunRecord]:
         records = self.runs()
@@ -443,13 +448,13 @@ class StudyStore:
         run, probe point and layer); see ``export.py`` and ``export_series.py``."""
         if name not in TABLES:
             raise StoreError(f"unknown export table {name!r}; tables: {', '.join(TABLES)}")
-        records = self._only(only)
+        records, rule = self._only(only), self.select_rule()
         if name == "runs":
-            return _export.result_rows(records), _export.result_columns(records)
+            return _export.result_rows(records, rule), _export.result_columns(records, rule)
         keys = {r.run_key for r in records if r.status == "finished"}
         if name == "metrics":
-            return _series.metrics_table(records, self._series("metrics", keys))
-        return _series.gradflow_table(records, self._series("gradflow", keys))
+            return _series.metrics_table(records, self._series("metrics", keys), rule)
+        return _series.gradflow_table(records, self._series("gradflow", keys), rule)
 
     def _series(self, table: str, keys: Collection[str]) -> dict[str, list[dict[str, Any]]]:
         """run_key → the stored metric rows or gradient-flow points of each run in ``keys``,

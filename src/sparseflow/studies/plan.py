@@ -29,7 +29,8 @@ class Plan:
 
     def counts(self) -> dict[str, int]:
         """Cells, dense widths, seeds, pairs, runs by kind; with sparse-only axes also the
-        dense runs shared (each the twin of more than one sparse run)."""
+        dense runs shared (each the twin of more than one sparse run); with ``select`` the
+        pairs the tests will compare (one per group of runs differing only in its axis)."""
         kinds = [r.kind for r in self.runs]
         out = {"cells": len(self.cells), "dense_widths": len(self.spec.scsdc.widths()),
                "seeds": len(self.spec.seed_list()), "pairs": kinds.count("sparse"),
@@ -37,6 +38,8 @@ class Plan:
                "runs": len(self.runs)}
         if self.sparse_only_axes():
             out["shared_dense_runs"] = self.shared_dense_runs()
+        if self.spec.select is not None:  # one chosen run per group of the select axis
+            out["selected_pairs"] = out["pairs"] // len(self.spec.axes[self.spec.select.axis])
         return out
 
     def axes(self) -> list[str]:

@@ -4,7 +4,9 @@ A cell of the default table (:func:`sparseflow.analysis.tables.default_axes`: th
 axis × variant, …) pools every dense width, seed and value of the other axes, so it holds
 seeds × dense widths × (product of the other axes' sizes) pairs — fewer where two cells share a
 run (the plan holds it once, under its first cell). The pairs are counted from the plan's runs
-exactly as :func:`~sparseflow.analysis.tables.pvalue_table` will pair the finished runs.
+exactly as :func:`~sparseflow.analysis.tables.pvalue_table` will pair the finished runs. With a
+``select`` rule a cell counts the **selected** pairs (one per group of runs that differ only in
+the select axis), and the select axis, tuned away, lays out no table.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from sparseflow.analysis import table_select
 from sparseflow.analysis.power import min_pairs
 from sparseflow.analysis.tables import default_axes, layout, pair_up
+from sparseflow.store.selection import SelectRule
 from sparseflow.studies.plan import Plan
 
 _TEST_TEXT = {"wilcoxon": "Wilcoxon test", "ttest": "paired t-test",
@@ -37,10 +41,24 @@ class CellPairs:
         return f"{self.row_key}={self.row} / {self.col_key}={self.col}"
 
 
+def _rule(plan: Plan) -> SelectRule | None:
+    """The plan's select rule, or None."""
+    sel = plan.spec.select
+    if sel is None:
+        return None
+    return SelectRule(sel.axis, sel.metric, tuple(plan.spec.axes[sel.axis]))
+
+
 def _rows(plan: Plan) -> list[dict[str, Any]]:
-    """The plan's runs as the export will list them (a placeholder metric)."""
-    return [{"kind": r.kind, "dense_width": r.dense_width, "seed": r.seed, **r.cell, "m": 0.0}
+    """The plan's runs as the export will list them (a placeholder metric); with a select rule
+    the runs it will compare: one per group (which one cannot matter to the counts)."""
+    rows = [{"kind": r.kind, "dense_width": r.dense_width, "seed": r.seed, **r.cell, "m": 0.0}
             for r in plan.runs]
+    rule = _rule(plan)
+    if rule is None:
+        return rows
+    chosen, _ = table_select.apply(rows, rule, plan.axes())  # all tie: the first value wins
+    return chosen
 
 
 def cell_pairs(plan: Plan, test: str = "wilcoxon") -> list[CellPairs]:
@@ -48,7 +66,8 @@ def cell_pairs(plan: Plan, test: str = "wilcoxon") -> list[CellPairs]:
     unpaired ``mannwhitney``: the runs of its smaller group), in table order. The cells are
     laid out as :func:`~sparseflow.analysis.tables.pvalue_table` lays them out: a dense twin
     shared across a sparse-only axis counts in every row of it."""
-    axes = plan.axes()
+    rule = _rule(plan)
+    axes = [a for a in plan.axes() if rule is None or a != rule.axis]
     rows = _rows(plan)
     only = tuple(plan.sparse_only_axes())
     n_values = {a: len({repr(r.get(a)) for r in rows if a not in only or r["kind"] == "sparse"})
@@ -77,6 +96,8 @@ def too_few_pairs(plan: Plan, test: str = "wilcoxon", alpha: float = 0.05,
     seeds = len(plan.spec.seed_list())
     sided = "one-sided" if alternative != "two-sided" else "two-sided"
     unit = "runs per group" if test == "mannwhitney" else "pairs"
+    if plan.spec.select is not None:
+        unit = f"selected {unit}"
     lines = []
     for cell in cell_pairs(plan, test):
         if cell.n >= need:

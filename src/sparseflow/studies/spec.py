@@ -10,6 +10,7 @@
     variant_defs: {L2: {regularization.l2: 0.001}}   # define or redefine bundles
     linked:                      # overrides that follow an axis value (not an axis)
       optim.name: {sgd: {optim.lr: 0.05}, adam: {optim.lr: 0.001}}
+    # select: {axis: AXIS}      # optional: tune one of axes by validation (SelectSpec)
     scsdc:
       sparse_width: 256
       dense_widths: [32, 64, 128]    # or dense_fractions: [0.1, 0.3, 0.5]
@@ -34,6 +35,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from sparseflow.config.base import FrozenConfig
 from sparseflow.config.io import read_yaml, validation_message
 from sparseflow.errors import ConfigError
+from sparseflow.store.pairing import is_sparse_only_key
+from sparseflow.store.selection import SELECT_METRICS
 
 #: Built-in variants (the paper's names). Compose with "_": DA_L2_SC_BN = DA + L2 + SC + BN.
 #: The paper does not give coefficients; these defaults are documented choices, and
@@ -138,6 +141,18 @@ class SlurmSpec(FrozenConfig):
                              "task (module load ..., source venv/bin/activate).")
 
 
+class SelectSpec(FrozenConfig):
+    """``select:``: an axis tuned by validation rather than compared. Every value of the axis
+    is trained; per kind (sparse, dense) and per group of runs that differ only in it, the run
+    with the best validation metric is kept, and the tests compare only those (the rule:
+    :mod:`sparseflow.store.selection`). Not part of any run's identity."""
+
+    axis: str = Field(..., description="The swept key to tune, e.g. optim.lr (a key of axes).")
+    metric: Literal["val_accuracy", "val_loss"] = Field(
+        "val_accuracy", description="The final validation metric that chooses: val_accuracy "
+        "(higher is better) or val_loss (lower is better).")
+
+
 class StudySpec(FrozenConfig):
     """A whole study: base config × axes × variants × dense widths × seeds."""
 
@@ -154,6 +169,9 @@ class StudySpec(FrozenConfig):
         "come with it}, e.g. a learning rate per optimizer: {optim.name: {sgd: {optim.lr: "
         "0.05}, adam: {optim.lr: 0.001}}}. The overrides follow the value: they are not an "
         "axis, so the cell is named by the axis value alone.")
+    select: SelectSpec | None = Field(
+        None, description="Tune one axis by validation (e.g. {axis: optim.lr}): per kind and "
+        "group the best run is kept and only those are tested; None: every run is compared.")
     scsdc: ScsdcSpec
     seeds: int | list[int] = Field(3, description="Seed count (0 … n−1) or explicit seeds.")
     plugins: list[str] = Field(
@@ -219,6 +237,12 @@ class StudySpec(FrozenConfig):
                 _check_link(key, value, overrides, self.axes)
         return self
 
+    @model_validator(mode="after")
+    def _select_valid(self) -> StudySpec:
+        if self.select is not None:
+            _check_select(self)
+        return self
+
     def linked_overrides(self, cell: dict[str, Any]) -> dict[str, Any]:
         """The dotted overrides that the axis values of ``cell`` bring with them."""
         out: dict[str, Any] = {}
@@ -270,6 +294,50 @@ def _check_link(key: str, value: Any, overrides: dict[str, Any],
             raise ValueError(f"{where} sets {', '.join(other)}, but {key} changes only the "
                              "sparse runs (their dense twins are shared); link sparsity.* keys "
                              "only, or make it a variant")
+
+
+def _check_select(spec: StudySpec) -> None:
+    """``select`` names an axis of the spec with at least two values that is no sparse-only key,
+    and every run has a validation split to choose by."""
+    assert spec.select is not None
+    axis = spec.select.axis
+    if axis not in spec.axes:
+        from sparseflow.registry import closest
+
+        hint = closest(axis, list(spec.axes))
+        guess = f" (did you mean {hint!r}?)" if hint else ""
+        raise ValueError(f"select.axis: {axis!r} is not an axis of the spec{guess}; axes: "
+                         f"{', '.join(spec.axes) or 'none'}. select tunes one of them: add "
+                         f"{axis} to axes with the values to choose from")
+    if is_sparse_only_key(axis):
+        raise ValueError(f"select.axis: {axis} defines the sparse method (it changes only the "
+                         "sparse runs, whose dense twins are shared), not a tuning knob; select "
+                         "a training axis such as optim.lr, or drop select")
+    if len(spec.axes[axis]) < 2:
+        raise ValueError(f"select.axis: {axis} has one value {spec.axes[axis]}, nothing to "
+                         "choose from; give it at least two values, or drop select")
+    assert spec.select.metric in SELECT_METRICS  # the Literal and the rule agree (tested)
+    for where, value in _val_fractions(spec):
+        if not value:
+            raise ValueError(f"select: data.val_fraction is 0 in {where}, so those runs have "
+                             f"no validation split to choose {axis} by (the test set is never "
+                             "used to choose); set data.val_fraction > 0, or drop select")
+
+
+def _val_fractions(spec: StudySpec) -> list[tuple[str, Any]]:
+    """(where, value) of every ``data.val_fraction`` a run of the spec can get: the base
+    config's (its default when unset), each axis value, variant and link that sets it."""
+    from sparseflow.config.schema import DataConfig
+
+    data = spec.base.get("data") if isinstance(spec.base.get("data"), dict) else {}
+    out = [("base", data.get("val_fraction", DataConfig.model_fields["val_fraction"].default))]
+    key = "data.val_fraction"
+    out += [(f"axes.{key}", v) for v in spec.axes.get(key, [])]
+    out += [(f"variant {name}", over[key]) for name, over in spec.variant_meanings().items()
+            if key in over]
+    out += [(f"linked.{axis}.{value}", over[key]) for axis, by in spec.linked.items()
+            for value, over in by.items() if key in over]
+    return out
 
 
 def variant_overrides(name: str, defs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
