@@ -94,11 +94,13 @@ def test_cluster_listens_on_loopback_only(cluster: str) -> None:
 
 
 def test_ray_study_equals_local_and_is_idempotent(cluster: str, tmp_path: Path) -> None:
-    # 2 cells x 2 widths x 2 seeds x (sparse, dense) = 16 runs, in groups of up to 2 runs
+    # 2 cells x 2 widths x 2 seeds x (sparse, dense) = 16 runs, one by one: with vectorized
+    # groups the batch-or-not choice is timed on the machine (studies.timing.group_pays), so
+    # under load the two studies can choose differently and agree only to float rounding.
     plan = _plan(axes={"optim.name": ["adam"]})
-    out = run_study(plan, tmp_path / "ray", executor="ray", address=cluster, max_group=2)
+    out = run_study(plan, tmp_path / "ray", executor="ray", address=cluster, vectorize="off")
     assert (out.finished, out.failed, out.skipped) == (16, 0, 0)
-    run_study(plan, tmp_path / "local", jobs=1, max_group=2)  # in this process, its threads
+    run_study(plan, tmp_path / "local", jobs=1, vectorize="off")  # in this process, its threads
     on_ray, local = _results(tmp_path / "ray"), _results(tmp_path / "local")
     assert set(on_ray) == set(local) == {r.run_key for r in plan.runs}
     for key, row in on_ray.items():
@@ -108,7 +110,7 @@ def test_ray_study_equals_local_and_is_idempotent(cluster: str, tmp_path: Path) 
         a = torch.load(tmp_path / "ray" / "runs" / key / "final.pt", weights_only=True)
         b = torch.load(tmp_path / "local" / "runs" / key / "final.pt", weights_only=True)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    again = run_study(plan, tmp_path / "ray", executor="ray", address=cluster, max_group=2)
+    again = run_study(plan, tmp_path / "ray", executor="ray", address=cluster, vectorize="off")
     assert (again.finished, again.failed, again.skipped, again.groups) == (0, 0, 16, 0)
 
 

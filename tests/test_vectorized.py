@@ -36,6 +36,15 @@ def _cfgs(n: int = 3, **sections):
     return cfgs
 
 
+def _rel_dw(a: Path, b: Path) -> float:
+    """‖w_a − w_b‖ / ‖w_b‖ over every float tensor of the two final state dicts."""
+    fa = torch.load(a / "final.pt", weights_only=True)
+    fb = torch.load(b / "final.pt", weights_only=True)
+    keys = [k for k in fa if fa[k].is_floating_point()]
+    diff = sum(((fa[k].double() - fb[k].double()) ** 2).sum().item() for k in keys)
+    return (diff / sum((fb[k].double() ** 2).sum().item() for k in keys)) ** 0.5
+
+
 def _max_dw(a: Path, b: Path) -> float:
     fa = torch.load(a / "final.pt", weights_only=True)
     fb = torch.load(b / "final.pt", weights_only=True)
@@ -69,7 +78,12 @@ def test_everything_at_once_prelu_srelu_skip_l2_wd_augment(tmp_path: Path) -> No
                      data={"augment": True}, sparsity={"dense_width": 16})
         for cfg, g in zip(cfgs, run_group(cfgs, tmp_path / act), strict=True):
             alone = run_experiment(cfg, tmp_path / f"{act}-s")
-            assert _max_dw(g.run_dir, alone.run_dir) <= 1e-4
+            # Adam's normalized step turns a rounding-level difference in a near-zero
+            # gradient into a step of up to lr in either direction, so after 2 epochs single
+            # coordinates can differ by a fraction of lr (6.8e-4 at lr 0.005 on one AMD CPU)
+            # while the weights as a whole agree: bound both, neither tuned to one CPU.
+            assert _max_dw(g.run_dir, alone.run_dir) <= 0.5 * cfg.optim.lr
+            assert _rel_dw(g.run_dir, alone.run_dir) <= 1e-3  # observed ≤ 4e-5; a bug gives O(1)
             ga = json.loads((g.run_dir / "gradflow.json").read_text())
             sa = json.loads((alone.run_dir / "gradflow.json").read_text())
             assert [p["epoch"] for p in ga] == [p["epoch"] for p in sa]
