@@ -26,7 +26,7 @@ ALPHA = typer.Option(0.05, "--alpha", help="Significance level (bold when p ≤ 
 
 def _check_metric(metric: str) -> None:
     """Refuse a metric that is no per-run number of the export (before any work is done)."""
-    from sparseflow.report.data import METRICS
+    from sparseflow.store.export import METRICS
 
     if metric not in METRICS:
         raise ConfigError(f"unknown --metric {metric!r}; metrics: {', '.join(METRICS)}")

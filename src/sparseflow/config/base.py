@@ -8,6 +8,7 @@ non-finite floats (``inf``, ``nan``) are refused (``allow_inf_nan=False``; they 
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
@@ -41,12 +42,19 @@ class FrozenConfig(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
-        field = cls.model_fields.get(info.field_name or "")
-        ann = getattr(field, "annotation", None)
-        numeric = _mentions(ann, int) or _mentions(ann, float)
-        if numeric and not _mentions(ann, bool) and _bools_in(value):
+        # The value test first: it is cheap, and most values hold no boolean (a study plan
+        # validates every field of every run's config).
+        if _bools_in(value) and _numeric_not_bool(cls, info.field_name or ""):
             raise ValueError(f"{value!r} is or holds a boolean, not a number; write a number")
         return value
+
+
+@cache
+def _numeric_not_bool(model: type[BaseModel], field_name: str) -> bool:
+    """True when the field's annotation admits numbers but not booleans (per model and field)."""
+    ann = getattr(model.model_fields.get(field_name), "annotation", None)
+    numeric = _mentions(ann, int) or _mentions(ann, float)
+    return numeric and not _mentions(ann, bool)
 
 
 def registered(kind: str, name: str) -> str:

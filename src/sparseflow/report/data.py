@@ -20,18 +20,12 @@ from sparseflow.analysis import PValueTable
 from sparseflow.analysis.tables import default_axes, is_diverged
 from sparseflow.report.errors import ReportError
 from sparseflow.store import StoreError, StudyStore
-from sparseflow.store.export import RESULTS
+from sparseflow.store.export import METRICS
 from sparseflow.store.pairing import freeze, sparse_only_axes
 from sparseflow.store.scope import plan_scope
 from sparseflow.utils.atomic import read_json
 from sparseflow.utils.fmt import human_duration
 
-#: Export columns a report can compare (numbers per run; counts and flags are left out).
-METRICS: tuple[str, ...] = tuple(
-    k for k in RESULTS
-    if k not in ("epochs", "best_epoch", "stopped_early", "diverged", "density",
-                 "active_weights", "gradflow_points")
-)  # fmt: skip
 #: Keys that are no swept axis but may still be a table's rows or columns (as `study tests`).
 PLAIN_KEYS: tuple[str, ...] = ("dense_width", "seed")
 

@@ -84,6 +84,12 @@ RESULTS: tuple[str, ...] = (
     "active_weights", "mask_updates", "ever_active", "gradflow_points",
 )
 TAIL: tuple[str, ...] = ("duration_s", "error")
+#: The results a table or figure can compare: numbers per run (counts and flags left out).
+METRICS: tuple[str, ...] = tuple(
+    k for k in RESULTS
+    if k not in ("epochs", "best_epoch", "stopped_early", "diverged", "density",
+                 "active_weights", "gradflow_points")
+)  # fmt: skip
 FIXED = frozenset((*IDENTITY, "status", "selected", *RESULTS, *TAIL))
 FORMATS: tuple[str, ...] = ("csv", "parquet")
 
