@@ -176,7 +176,7 @@ def test_study_plan_warns_before_training(tmp_path: Path, capsys, monkeypatch,
     (["--test", "sign"], "--test must be one of wilcoxon, ttest, mannwhitney"),
     (["--alpha", "1.5"], "--alpha must be in (0, 1)"),
     (["--jobs", "0"], "--jobs must be ≥ 1"),
-    (["--vectorize", "on"], "--vectorize must be auto or off"),
+    (["--vectorize", "sometimes"], "--vectorize must be one of auto, on, off"),
     (["--max-group", "0"], "--max-group must be ≥ 1"),
 ])
 def test_study_plan_bad_options_are_one_line(tmp_path: Path, capsys, argv: list[str],

@@ -26,6 +26,7 @@ from sparseflow.studies import ray_backend as rb  # noqa: E402
 from sparseflow.studies.plan import Plan  # noqa: E402
 from sparseflow.studies.spec import StudySpec  # noqa: E402
 from sparseflow.studies.worker import execute_group  # noqa: E402
+from sparseflow.utils.atomic import read_json  # noqa: E402
 
 from tests.test_studies_plan import spec_dict  # noqa: E402
 
@@ -94,13 +95,13 @@ def test_cluster_listens_on_loopback_only(cluster: str) -> None:
 
 
 def test_ray_study_equals_local_and_is_idempotent(cluster: str, tmp_path: Path) -> None:
-    # 2 cells x 2 widths x 2 seeds x (sparse, dense) = 16 runs, one by one: with vectorized
-    # groups the batch-or-not choice is timed on the machine (studies.timing.group_pays), so
-    # under load the two studies can choose differently and agree only to float rounding.
+    # 2 cells x 2 widths x 2 seeds x (sparse, dense) = 16 runs in 8 batched groups of 2:
+    # `--vectorize on` batches without timing, so both studies train the same groups whatever
+    # the load (with `auto` one might batch a group the other trains one by one).
     plan = _plan(axes={"optim.name": ["adam"]})
-    out = run_study(plan, tmp_path / "ray", executor="ray", address=cluster, vectorize="off")
-    assert (out.finished, out.failed, out.skipped) == (16, 0, 0)
-    run_study(plan, tmp_path / "local", jobs=1, vectorize="off")  # in this process, its threads
+    out = run_study(plan, tmp_path / "ray", executor="ray", address=cluster, vectorize="on")
+    assert (out.finished, out.failed, out.skipped, out.groups) == (16, 0, 0, 8)
+    run_study(plan, tmp_path / "local", jobs=1, vectorize="on")  # in this process, its threads
     on_ray, local = _results(tmp_path / "ray"), _results(tmp_path / "local")
     assert set(on_ray) == set(local) == {r.run_key for r in plan.runs}
     for key, row in on_ray.items():
@@ -110,7 +111,10 @@ def test_ray_study_equals_local_and_is_idempotent(cluster: str, tmp_path: Path) 
         a = torch.load(tmp_path / "ray" / "runs" / key / "final.pt", weights_only=True)
         b = torch.load(tmp_path / "local" / "runs" / key / "final.pt", weights_only=True)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    again = run_study(plan, tmp_path / "ray", executor="ray", address=cluster, vectorize="off")
+        for side in ("ray", "local"):  # trained batched, not one by one
+            assert "vectorized_group" in read_json(tmp_path / side / "runs" / key /
+                                                   "summary.json")
+    again = run_study(plan, tmp_path / "ray", executor="ray", address=cluster, vectorize="on")
     assert (again.finished, again.failed, again.skipped, again.groups) == (0, 0, 16, 0)
 
 

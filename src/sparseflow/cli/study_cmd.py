@@ -57,7 +57,7 @@ def plan_cmd(
     spec: Path = typer.Argument(..., help="Study YAML."),
     jobs: int | None = typer.Option(None, "--jobs", help="Parallel runs the estimate is for "
                                     "(default: all cores, as study run)."),
-    vectorize: str = typer.Option("auto", "--vectorize", help="auto or off, as study run."),
+    vectorize: str = typer.Option("auto", "--vectorize", help="auto, on or off, as study run."),
     max_group: int = typer.Option(8, "--max-group", help="Most runs in one batched group, as "
                                   "study run."),
     directory: Path | None = typer.Option(None, "--dir", help="Study directory of a resumed "
@@ -83,8 +83,10 @@ def plan_cmd(
         raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
-    if vectorize not in ("auto", "off"):
-        raise ConfigError(f"--vectorize must be auto or off, not {vectorize!r}")
+    from sparseflow.studies.batching import MODES
+
+    if vectorize not in MODES:
+        raise ConfigError(f"--vectorize must be one of {', '.join(MODES)}, not {vectorize!r}")
     if max_group < 1:
         raise ConfigError(f"--max-group must be ≥ 1, got {max_group}")
     console = Console()
@@ -176,7 +178,9 @@ def run_cmd(
     jobs: int | None = typer.Option(None, "--jobs", help="Parallel runs (default: all cores)."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failed run."),
     vectorize: str = typer.Option("auto", "--vectorize", help="auto: train same-shape runs as "
-                                  "batched groups; off: every run alone."),
+                                  "batched groups where that measures faster (decided once "
+                                  "per group shape and study); on: always batched (numbers "
+                                  "independent of the load); off: every run alone."),
     max_group: int = typer.Option(8, "--max-group", help="Most runs in one batched group."),
     executor: str = typer.Option("local", "--executor", help="local (process pool), ray, or "
                                  "slurm (a submitit job array)."),

@@ -28,6 +28,7 @@ from sparseflow.plugins import loaded_plugins, merge
 from sparseflow.store import DB_NAME, StudyBusyError, StudyLock, StudyStore
 from sparseflow.store.rundir import FINAL, SUMMARY
 from sparseflow.store.store import set_aside
+from sparseflow.studies import batching
 from sparseflow.studies.grouping import RunGroup, group_runs
 from sparseflow.studies.plan import Plan
 from sparseflow.studies.preflight import check_compatible, meanings, preflight
@@ -142,7 +143,9 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
     """Run every unfinished run of ``plan`` in ``study_dir``; returns what happened.
 
     Same-shape runs are trained as batched groups of at most ``max_group`` when ``vectorize``
-    is 'auto' (the results are the same as separate runs within float tolerance). Refuses
+    is 'on', and when it is 'auto' where batching measures faster (once per group shape and
+    study: :mod:`~sparseflow.studies.batching`); the results are the same as separate runs
+    within float tolerance. Refuses
     (StudyBusyError) when another driver holds the directory, and (StudyMismatchError) when it
     holds a study with another base configuration. Failed runs are recorded with their error and
     retried on the next invocation; ``fail_fast`` stops scheduling after the first failure.
@@ -156,8 +159,9 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
     :func:`sparseflow.plugins.load_plugins`, and ``plugins`` (then the installed entry-point
     plugins), so components registered there are known where the runs are built.
     """
-    if vectorize not in ("auto", "off"):
-        raise ConfigError(f"--vectorize must be auto or off, not {vectorize!r}")
+    if vectorize not in batching.MODES:
+        raise ConfigError(f"--vectorize must be one of {', '.join(batching.MODES)}, "
+                          f"not {vectorize!r}")
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
     if max_group < 1:
@@ -182,7 +186,7 @@ def run_study(plan: Plan, study_dir: str | Path, *, jobs: int | None = None,
         # A brand-new directory in which nothing ran is no study: leave nothing behind (but
         # a busy lock means another driver created it meanwhile: it is theirs).
         if created is not None and not isinstance(exc, StudyBusyError) and not any(
-                (study_dir / RUNS).glob("*")):
+                p.name != batching.BATCHING_DIR for p in (study_dir / RUNS).glob("*")):
             shutil.rmtree(created, ignore_errors=True)
         raise
 
@@ -234,6 +238,7 @@ def _run(plan: Plan, study_dir: Path, jobs: int, fail_fast: bool, vectorize: str
                   if any(k in todo for k in g.keys)]
         runs_dir = study_dir / RUNS
         prune_group_checkpoints(runs_dir, groups, todo)
+        _prepare_batching(runs_dir, groups, vectorize)
         outcome = StudyOutcome(planned=len(plan.runs), skipped=len(plan.runs) - len(todo),
                                finished=0, failed=0, groups=len(groups), notes=notes)
         if on_start:
@@ -270,6 +275,16 @@ def _run(plan: Plan, study_dir: Path, jobs: int, fail_fast: bool, vectorize: str
             with contextlib.suppress(OSError):  # only when empty: no group left to resume
                 (runs_dir / GROUPS_DIR).rmdir()
         return outcome
+
+
+def _prepare_batching(runs_dir: Path, groups: list[RunGroup], vectorize: str) -> None:
+    """Make the study's batch-or-not records agree with ``vectorize`` (see
+    :mod:`~sparseflow.studies.batching`) before any worker reads them."""
+    if vectorize == "on":
+        batching.force(runs_dir, [[ExperimentConfig.model_validate(r.config) for r in g.runs]
+                                  for g in groups if len(g.runs) > 1])
+    elif vectorize == "auto":
+        batching.drop_forced(runs_dir)
 
 
 def prune_group_checkpoints(runs_dir: Path, groups: list[RunGroup], todo: set[str]) -> int:

@@ -87,8 +87,9 @@ def execute_group(items: list[tuple[str, dict[str, Any]]], runs_dir: str) -> lis
     If the batched computation fails, the members are run one by one, so that every failure
     is recorded against the run that causes it. A fresh group (no checkpoint, no finished
     member) whose batched step does not measure faster than its members' separate steps
-    (:func:`~sparseflow.studies.timing.group_pays`) is run one by one too: same results, to
-    float rounding, in less time.
+    (:func:`~sparseflow.studies.timing.group_pays`, measured once per group shape and study:
+    :mod:`~sparseflow.studies.batching`) is run one by one too: same results, to float
+    rounding, in less time.
     """
     if len(items) == 1:
         return [execute(items[0][0], items[0][1], runs_dir)]
@@ -107,15 +108,18 @@ def execute_group(items: list[tuple[str, dict[str, Any]]], runs_dir: str) -> lis
 
 def _batch_it(cfgs: list[Any], runs_dir: str) -> bool:
     """Whether to train ``cfgs`` as one batched group: always when it resumes (a group
-    checkpoint, or some members finished by the group), else when batching measures faster."""
-    from sparseflow.studies.timing import group_pays
+    checkpoint, or some members finished by the group), else as the study decided for this
+    group shape (:mod:`~sparseflow.studies.batching`: once, by measuring, or ``--vectorize
+    on``)."""
+    from sparseflow.studies import batching, timing
     from sparseflow.train.run import is_finished, run_dir_for
     from sparseflow.train.vectorized import group_checkpoint
 
     if group_checkpoint(runs_dir, cfgs).is_file() or any(
             is_finished(run_dir_for(c, runs_dir)) for c in cfgs):
         return True
-    return group_pays(cfgs, _data(cfgs[0])).batched
+    return batching.decide(runs_dir, cfgs,
+                           lambda: timing.group_pays(cfgs, _data(cfgs[0])).batched)
 
 
 def execute(run_key: str, config: dict[str, Any], runs_dir: str) -> Outcome:

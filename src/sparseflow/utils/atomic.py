@@ -148,6 +148,27 @@ def atomic_write_json(path: str | Path, obj: Any, *, durable: bool = True) -> No
     atomic_write_bytes(path, text.encode(), durable=durable)
 
 
+def create_json_once(path: str | Path, obj: Any) -> bool:
+    """Create ``path`` holding ``obj`` as JSON unless it exists; True when this call created
+    it. Of concurrent callers (processes, or nodes on one shared filesystem) exactly one
+    creates the file, and the others find it complete: it is written to a temporary file and
+    then hard-linked into place, which fails when the name exists."""
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.link(tmp, dest)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def atomic_torch_save(obj: Any, path: str | Path, *, durable: bool = True) -> None:
     """``torch.save`` atomically.
 
