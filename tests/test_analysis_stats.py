@@ -115,7 +115,7 @@ def test_bca_failure_falls_back_to_percentile(monkeypatch: pytest.MonkeyPatch) -
     res = compare(s, d, n_resamples=499)
     assert methods == ["BCa", "percentile"] and "percentile CI" in res.note
     diffs = np.subtract(s, d)
-    rng = {sf_stats._RNG_KW: np.random.default_rng(0)}
+    rng = {sf_stats.RNG_KW: np.random.default_rng(0)}
     ref = real((diffs,), np.mean, method="percentile", n_resamples=499, **rng)
     assert (res.ci_low, res.ci_high) == pytest.approx(tuple(ref.confidence_interval))
 
@@ -260,7 +260,7 @@ def test_diff_is_sparse_minus_dense_in_the_metric_units(higher_is_better: bool) 
     # the loss, whose CI negated (ends swapped) is the CI of s − d.
     better = s - d if higher_is_better else d - s
     ref = stats.bootstrap((better,), np.mean, n_resamples=999, method="BCa",
-                          **{sf_stats._RNG_KW: np.random.default_rng(0)}).confidence_interval
+                          **{sf_stats.RNG_KW: np.random.default_rng(0)}).confidence_interval
     expected = (ref.low, ref.high) if higher_is_better else (-ref.high, -ref.low)
     assert (res.diff_ci_low, res.diff_ci_high) == pytest.approx(expected)
     assert res.diff_ci_low < res.diff < res.diff_ci_high < 0

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from sparseflow.analysis.stats import _RNG_KW
+from sparseflow.analysis.stats import RNG_KW
 from sparseflow.cli import main
 
 from tests.test_cli import _assert_one_line_error, _run
@@ -89,7 +89,7 @@ def _bca(better: np.ndarray) -> tuple[float, float]:
     """The 95% BCa CI of the mean of the better-oriented differences, as the table seeds it."""
     if np.ptp(better) == 0:
         return float(better[0]), float(better[0])
-    rng = {_RNG_KW: np.random.default_rng(0)}
+    rng = {RNG_KW: np.random.default_rng(0)}
     ci = stats.bootstrap((better,), np.mean, n_resamples=9999, method="BCa",
                          **rng).confidence_interval
     return float(ci.low), float(ci.high)

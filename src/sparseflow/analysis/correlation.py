@@ -39,11 +39,11 @@ from scipy import stats
 
 from sparseflow.analysis.stats import rank_rounded
 
-#: Paper labels of the known measures, for the markdown table.
-_LABELS = {"gf1": "‖g‖₁", "gf2": "‖g‖₂", "egf1": "EGF₁", "egf2": "EGF₂"}
+#: Paper labels of the known measures, for markdown tables.
+MEASURE_LABELS = {"gf1": "‖g‖₁", "gf2": "‖g‖₂", "egf1": "EGF₁", "egf2": "EGF₂"}
 
 
-def _short(target: str) -> str:
+def target_suffix(target: str) -> str:
     """Column suffix of a target: ``test_loss`` → ``loss``, ``test_accuracy`` → ``acc``."""
     short = target.removeprefix("test_")
     return {"accuracy": "acc"}.get(short, short)
@@ -83,7 +83,7 @@ class CorrelationTable:
 
     def columns(self) -> list[str]:
         """Column names ``<kind>_<target>`` in paper order: sparse_loss, sparse_acc, dense_..."""
-        return [f"{k}_{_short(t)}" for k in self.kinds for t in self.targets]
+        return [f"{k}_{target_suffix(t)}" for k in self.kinds for t in self.targets]
 
     def to_rows(self, absolute: bool = False) -> list[dict[str, Any]]:
         """One row per measure: ``{"measure": m, "sparse_loss": τ, "sparse_acc": τ, ...}``.
@@ -96,7 +96,7 @@ class CorrelationTable:
             for k in self.kinds:
                 for t in self.targets:
                     tau = self.cell(m, k, t).tau
-                    row[f"{k}_{_short(t)}"] = abs(tau) if absolute else tau
+                    row[f"{k}_{target_suffix(t)}"] = abs(tau) if absolute else tau
             rows.append(row)
         return rows
 
@@ -116,14 +116,14 @@ class CorrelationTable:
                 return "n/a"
             return f"{abs(tau):.{digits}f}" if absolute else f"{tau:+.{digits}f}"
 
-        heads = [f"{k.capitalize()}: {_short(t)}" for k in self.kinds for t in self.targets]
+        heads = [f"{k.capitalize()}: {target_suffix(t)}" for k in self.kinds for t in self.targets]
         lines = [
             "| Measure | " + " | ".join(heads) + " |",
             "|---|" + "---|" * len(heads),
         ]
         for m in self.measures:
             vals = [fmt(self.cell(m, k, t).tau) for k in self.kinds for t in self.targets]
-            lines.append(f"| {_LABELS.get(m, m)} | " + " | ".join(vals) + " |")
+            lines.append(f"| {MEASURE_LABELS.get(m, m)} | " + " | ".join(vals) + " |")
         notes = sorted({f"{c.kind}/{c.target}/{c.measure}: {c.note}" for c in self.cells if c.note})
         if notes:
             lines += ["", *[f"- {n}" for n in notes]]
@@ -142,7 +142,7 @@ class CorrelationTable:
         return next(m for a, m in scored if a == best)
 
 
-def _value(run: Mapping[str, Any], key: str, index: int) -> float | None:
+def run_value(run: Mapping[str, Any], key: str, index: int) -> float | None:
     """``run[key]`` as a float, or None if missing, None or NaN (inf is kept: it ranks); a
     non-finite loss is +inf (the worst, see the module docstring)."""
     raw = run.get(key)
@@ -197,7 +197,7 @@ def kendall_table(
         for k in kinds:
             of_kind = [(i, r) for i, r in enumerate(runs) if r["kind"] == k]
             for t in targets:
-                pairs = [(_value(r, m, i), _value(r, t, i)) for i, r in of_kind]
+                pairs = [(run_value(r, m, i), run_value(r, t, i)) for i, r in of_kind]
                 kept = [(x, y) for x, y in pairs if x is not None and y is not None]
                 tau, p, note = _kendall([x for x, _ in kept], [y for _, y in kept])
                 cells.append(Cell(m, k, t, tau, p, len(kept), note))

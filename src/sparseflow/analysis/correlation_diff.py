@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from sparseflow.analysis.correlation import _LABELS, _short, _value
-from sparseflow.analysis.stats import _RNG_KW, rank_rounded
+from sparseflow.analysis.correlation import MEASURE_LABELS, run_value, target_suffix
+from sparseflow.analysis.stats import RNG_KW, rank_rounded
 
 #: The comparisons the paper's conclusion rests on: each EGF against each standard norm.
 PAPER_COMPARISONS: tuple[tuple[str, str], ...] = (
@@ -73,7 +73,7 @@ def _columns(runs: Sequence[Mapping[str, Any]], a: str, b: str, kind: str,
     for i, run in enumerate(runs):
         if run.get("kind") != kind:
             continue
-        values = (_value(run, a, i), _value(run, b, i), _value(run, target, i))
+        values = (run_value(run, a, i), run_value(run, b, i), run_value(run, target, i))
         if all(v is not None for v in values):
             rows.append(values)
     arr = np.array(rows, dtype=float).reshape(-1, 3)
@@ -108,7 +108,7 @@ def tau_difference(runs: Sequence[Mapping[str, Any]], a: str, b: str, *, kind: s
             warnings.simplefilter("ignore")  # DegenerateDataWarning: handled by the fallback
             res = stats.bootstrap((xa, xb, y), statistic, paired=True, vectorized=False,
                                   n_resamples=n_resamples, confidence_level=confidence,
-                                  method=method, **{_RNG_KW: np.random.default_rng(seed)})
+                                  method=method, **{RNG_KW: np.random.default_rng(seed)})
         low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
         if math.isfinite(low) and math.isfinite(high):
             note = "" if method == "BCa" else "BCa undefined: percentile CI"
@@ -140,10 +140,11 @@ def differences_markdown(diffs: Sequence[TauDifference], digits: int = 3) -> str
         text = f"{d.diff:+.{digits}f} [{d.low:+.{digits}f}, {d.high:+.{digits}f}]"
         return f"**{text}**" if d.excludes_zero() else text
 
-    heads = [f"{k.capitalize()}: {_short(t)}" for k, t in columns]
+    heads = [f"{k.capitalize()}: {target_suffix(t)}" for k, t in columns]
     lines = ["| |τ| difference | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
     for a, b in comparisons:
         vals = [cell(by_key[(a, b, k, t)]) for k, t in columns]
-        lines.append(f"| {_LABELS.get(a, a)} − {_LABELS.get(b, b)} | " + " | ".join(vals) + " |")
+        label = f"{MEASURE_LABELS.get(a, a)} − {MEASURE_LABELS.get(b, b)}"
+        lines.append(f"| {label} | " + " | ".join(vals) + " |")
     notes = sorted({f"{d.kind}/{d.target}/{d.a}−{d.b}: {d.note}" for d in diffs if d.note})
     return "\n".join(lines + ([""] + [f"- {n}" for n in notes] if notes else []))

@@ -77,8 +77,8 @@ MIN_N_TWO_SIDED = {"wilcoxon": 6, "ttest": 3, "mannwhitney": 4}
 #: Significant decimal digits kept before ranking (float64 holds 15-17; see "Ties").
 RANK_DIGITS = 12
 _EFFECT = {"wilcoxon": "rank-biserial", "ttest": "d_z", "mannwhitney": "rank-biserial"}
-# scipy ≥ 1.15 names the generator argument ``rng``; older releases call it ``random_state``.
-_RNG_KW = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
+#: The keyword of scipy.stats.bootstrap's generator: ``rng`` (scipy ≥ 1.15) or ``random_state``.
+RNG_KW = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
 
 
 def default_min_n(test: str, alternative: str = "greater") -> int:
@@ -182,7 +182,7 @@ def _bootstrap_ci(
             warnings.simplefilter("ignore")  # DegenerateDataWarning: handled by the fallback
             res = stats.bootstrap(
                 data, statistic, n_resamples=n_resamples, confidence_level=confidence,
-                method=method, vectorized=True, **{_RNG_KW: np.random.default_rng(seed)},
+                method=method, vectorized=True, **{RNG_KW: np.random.default_rng(seed)},
             )  # fmt: skip
         low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
         if math.isfinite(low) and math.isfinite(high):
