@@ -203,6 +203,28 @@ def test_alternative_and_loss_orientation_through_the_cli(study, tmp_path: Path,
     assert code == 0 and f"H1: {h1[alternative]} on test_loss" in out
 
 
+def test_where_keeps_the_runs_of_one_value(study, tmp_path: Path, capsys) -> None:
+    _, directory, _ = study
+    rows = _export(directory, tmp_path, capsys)
+    code, out, err = _run(["study", "tests", str(directory), "--where", "optim.name=sgd",
+                           "--cols", "dense_width", "--rows", "variant", "--format", "csv"],
+                          capsys)
+    assert code == 0, err
+    cells = {(r["variant"], r["dense_width"]): r for r in csv.DictReader(out.splitlines())}
+    assert set(cells) == {(v, w) for v in ("NR", "BN") for w in ("8", "16")}
+    for (variant, width), got in cells.items():
+        at = {"8": slice(0, 3), "16": slice(3, 6)}[width]  # _pairs: width-major, 3 seeds
+        pairs = _pairs(rows, "sgd", variant, "test_accuracy")[at]
+        assert got["n"] == "3"  # the 3 seeds of sgd alone, adam's runs left out
+        assert float(got["diff"]) == pytest.approx((pairs[:, 0] - pairs[:, 1]).mean())
+    for argv, needle in ((["--where", "optim.name=adamw"], "optim.name='adamw' is not a "
+                          "value of the study's runs; values: adam, sgd"),
+                         (["--where", "model.width=3"], "'model.width' is not a swept axis"),
+                         (["--where", "optim.name"], "give AXIS=VALUE")):
+        code, _, err = _run(["study", "tests", str(directory), *argv], capsys)
+        _assert_one_line_error(code, err, needle)
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["study", "status", "nope-dir"], "no study"),
     (["study", "tests", "nope-dir"], "no study"),

@@ -391,22 +391,40 @@ def _axes(directory: Path, all_runs: bool = False
 def _baseline(text: str, axes: list[str], results: list[dict[str, Any]]) -> tuple[str, Any]:
     """``--baseline AXIS=VALUE`` as (axis, the value as the runs hold it); ConfigError naming
     the valid axes or values."""
+    sparse = [r for r in results if r.get("kind") == "sparse"]
+    return _axis_value("--baseline", text, axes, sparse, "sparsity.masker=random",
+                       "the study's sparse runs")
+
+
+def _where(texts: list[str], axes: list[str],
+           results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs that hold every ``--where AXIS=VALUE``. A run without the axis (the dense
+    twin shared across a sparse-only axis) is kept: it pairs with every value."""
+    for text in texts:
+        axis, value = _axis_value("--where", text, axes, results, "data.name=cifar10",
+                                  "the study's runs")
+        results = [r for r in results if r.get(axis) is None or r.get(axis) == value]
+    return results
+
+
+def _axis_value(option: str, text: str, axes: list[str], results: list[dict[str, Any]],
+                example: str, whose: str) -> tuple[str, Any]:
+    """``AXIS=VALUE`` of ``option`` as (axis, the value as ``results`` hold it); ConfigError
+    naming the valid axes or values."""
     from sparseflow.report.data import label
 
     axis, sep, value = text.partition("=")
     axis, value = axis.strip(), value.strip()
     if not sep or not axis or not value:
-        raise ConfigError(f"--baseline {text!r}: give AXIS=VALUE, e.g. --baseline "
-                          "sparsity.masker=random")
+        raise ConfigError(f"{option} {text!r}: give AXIS=VALUE, e.g. {option} {example}")
     if axis not in axes:
-        raise ConfigError(f"--baseline: {axis!r} is not a swept axis of this study; axes: "
+        raise ConfigError(f"{option}: {axis!r} is not a swept axis of this study; axes: "
                           f"{', '.join(axes)}")
-    values = list(dict.fromkeys(r.get(axis) for r in results if r.get("kind") == "sparse"
-                                and r.get(axis) is not None))
+    values = list(dict.fromkeys(r.get(axis) for r in results if r.get(axis) is not None))
     found = [v for v in values if value in (label(v), str(v))]
     if not found:
-        raise ConfigError(f"--baseline: {axis}={value!r} is not a value of the study's sparse "
-                          f"runs; values: {', '.join(label(v) for v in values)}")
+        raise ConfigError(f"{option}: {axis}={value!r} is not a value of {whose}; values: "
+                          f"{', '.join(label(v) for v in values)}")
     return axis, found[0]
 
 
@@ -438,14 +456,16 @@ def print_tests(console: Console, directory: Path, *, metric: str = "test_accura
                 rows: str | None = None, cols: str | None = None, test: str = "wilcoxon",
                 correction: str = "none", alternative: str = "greater", alpha: float = 0.05,
                 fmt: str = "console", all_runs: bool = False,
-                baseline: str | None = None) -> None:
+                baseline: str | None = None, where: list[str] | None = None) -> None:
     """Print the study's p-value table: ``console`` (rich grid fitted to the terminal, caption,
     summary sentences), ``markdown`` or ``csv`` (stdout, nothing else). The one printer of
     ``study run``, ``study tests`` and ``reproduce``. ``baseline`` ("AXIS=VALUE"): every other
-    value of AXIS against it (sparse runs on both sides) instead of sparse vs dense."""
+    value of AXIS against it (sparse runs on both sides) instead of sparse vs dense.
+    ``where`` ("AXIS=VALUE" each): only the runs that hold those values (e.g. one dataset)."""
     from sparseflow.analysis import pvalue_table
 
     axes, results, rule = _axes(directory, all_runs)
+    results = _where(where or [], axes, results)
     base = _baseline(baseline, axes, results) if baseline is not None else None
     # A select axis is tuned away: never a default row or column (naming it is refused below).
     shown = [a for a in axes if rule is None or a != rule.axis]
@@ -507,6 +527,9 @@ def tests_cmd(
         "other value of AXIS (the rows) with it, sparse runs on both sides, paired by dense "
         "width, seed and every other axis; --alternative greater: the value better than the "
         "baseline."),
+    where: list[str] = typer.Option([], "--where", help="AXIS=VALUE (repeatable), e.g. "
+                                    "data.name=cifar10: only the runs that hold it (the "
+                                    "paper's table per dataset)."),
 ) -> None:
     """Sparse vs dense per cell, pairs matched by (dense width, seed) — the paper's table: p,
     sparse − dense with its 95% CI, n, and what they say (over the current plan's runs;
@@ -515,7 +538,7 @@ def tests_cmd(
     _check_test_options(metric, test, correction, alternative, alpha, fmt)
     print_tests(Console(), directory, metric=metric, rows=rows, cols=cols, test=test,
                 correction=correction, alternative=alternative, alpha=alpha, fmt=fmt,
-                all_runs=all_runs, baseline=baseline)
+                all_runs=all_runs, baseline=baseline, where=where)
 
 
 @study_app.command("correlate")
