@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,3 +34,31 @@ def tiny(**sections: Any) -> dict[str, Any]:
 def tiny_config() -> Any:
     """Factory for tiny experiment dicts: ``tiny_config(optim={"name": "adam"})``."""
     return tiny
+
+
+@pytest.fixture(scope="session")
+def cli_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """A 48-run study (2 optimizers × NR/BN × 2 widths × 3 seeds), run through the CLI once
+    for the session and only read by the tests: (spec, study directory, what `study run`
+    printed)."""
+    import contextlib
+    import io
+
+    import yaml
+
+    from sparseflow.cli import main
+
+    from tests.test_studies_plan import spec_dict
+
+    root = tmp_path_factory.mktemp("cli-study")
+    spec = root / "s.yaml"
+    spec.write_text(yaml.safe_dump(spec_dict(seeds=3, variants=["NR", "BN"],
+                                             scsdc={"sparse_width": 40,
+                                                    "dense_widths": [8, 16]})))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            main(["study", "run", str(spec), "--dir", str(root / "study"), "--jobs", "2"])
+        except SystemExit as exc:
+            assert not exc.code
+    return spec, root / "study", out.getvalue()

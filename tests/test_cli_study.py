@@ -47,27 +47,6 @@ def test_pair_dense_wider_than_sparse_is_one_line(capsys) -> None:
     _assert_one_line_error(code, err, "hidden.0.linear.weight")
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    """A 48-run study (2 optimizers × NR/BN × 2 widths × 3 seeds), run through the CLI:
-    (spec, study directory, what `study run` printed)."""
-    import contextlib
-    import io
-
-    root = tmp_path_factory.mktemp("cli-study")
-    spec = root / "s.yaml"
-    spec.write_text(yaml.safe_dump(spec_dict(seeds=3, variants=["NR", "BN"],
-                                             scsdc={"sparse_width": 40,
-                                                    "dense_widths": [8, 16]})))
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        try:
-            main(["study", "run", str(spec), "--dir", str(root / "study"), "--jobs", "2"])
-        except SystemExit as exc:
-            assert not exc.code
-    return spec, root / "study", out.getvalue()
-
-
 def _export(study: Path, tmp_path: Path, capsys) -> list[dict[str, str]]:
     code, _, err = _run(["study", "export", str(study), "--out", str(tmp_path / "r.csv")],
                         capsys)
@@ -95,8 +74,8 @@ def _bca(better: np.ndarray) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
-def test_study_plan_run_tests_export(study, tmp_path: Path, capsys) -> None:
-    spec, directory, run_out = study
+def test_study_plan_run_tests_export(cli_study, tmp_path: Path, capsys) -> None:
+    spec, directory, run_out = cli_study
     code, out, _ = _run(["study", "plan", str(spec)], capsys)
     assert code == 0 and "pairs" in out and "24" in out and "estimated" in out
     flat = " ".join(run_out.split())  # rich wraps long lines at the terminal width
@@ -131,9 +110,9 @@ def _close(shown: str, value: float) -> bool:
     return abs(_number(shown) - value) <= 0.5 * 10**-places + 1e-9
 
 
-def test_printed_gap_and_ci_equal_numpy_and_scipy_on_the_export(study, tmp_path: Path, capsys,
+def test_printed_gap_and_ci_equal_numpy_and_scipy_on_the_export(cli_study, tmp_path: Path, capsys,
                                                                 monkeypatch) -> None:
-    _, directory, _ = study
+    _, directory, _ = cli_study
     rows = _export(directory, tmp_path, capsys)
     order = [(o, v) for o in ("adam", "sgd") for v in ("NR", "BN")]
     expected = {}
@@ -176,9 +155,9 @@ def test_printed_gap_and_ci_equal_numpy_and_scipy_on_the_export(study, tmp_path:
 
 
 @pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
-def test_alternative_and_loss_orientation_through_the_cli(study, tmp_path: Path, capsys,
+def test_alternative_and_loss_orientation_through_the_cli(cli_study, tmp_path: Path, capsys,
                                                            alternative: str) -> None:
-    _, directory, _ = study
+    _, directory, _ = cli_study
     rows = _export(directory, tmp_path, capsys)
     code, out, err = _run(["study", "tests", str(directory), "--metric", "test_loss",
                            "--alternative", alternative, "--format", "csv"], capsys)
@@ -203,8 +182,8 @@ def test_alternative_and_loss_orientation_through_the_cli(study, tmp_path: Path,
     assert code == 0 and f"H1: {h1[alternative]} on test_loss" in out
 
 
-def test_where_keeps_the_runs_of_one_value(study, tmp_path: Path, capsys) -> None:
-    _, directory, _ = study
+def test_where_keeps_the_runs_of_one_value(cli_study, tmp_path: Path, capsys) -> None:
+    _, directory, _ = cli_study
     rows = _export(directory, tmp_path, capsys)
     code, out, err = _run(["study", "tests", str(directory), "--where", "optim.name=sgd",
                            "--cols", "dense_width", "--rows", "variant", "--format", "csv"],

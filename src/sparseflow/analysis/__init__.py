@@ -8,6 +8,8 @@
 - :func:`pair_up` / :func:`pvalue_table` / :class:`PValueTable`: the paper's p-value table from
   exported run rows (markdown, CSV, records, rich), each cell with p, sparse − dense and its CI,
   and n; its caption and summary sentences come from :mod:`~sparseflow.analysis.table_text`.
+- :func:`~sparseflow.analysis.lift.lift_table`: does a treatment (BatchNorm) lift sparse nets
+  more than their dense twins? The interaction behind the paper's finding 1.
 """
 
 from __future__ import annotations

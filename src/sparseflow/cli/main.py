@@ -42,6 +42,7 @@ def _register_commands() -> None:
     # Imported here so `sparseflow --help` stays fast and commands register exactly once.
     from sparseflow.cli import (
         data_cmd,
+        lift_cmd,
         list_cmd,
         pair_cmd,
         report_cmd,
@@ -53,6 +54,7 @@ def _register_commands() -> None:
     train_cmd.register(app)
     study_cmd.register(app)
     report_cmd.register(app)
+    lift_cmd.register(app)
     pair_cmd.register(app)
     reproduce_cmd.register(app)
     list_cmd.register(app)

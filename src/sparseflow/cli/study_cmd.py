@@ -373,7 +373,7 @@ def _note(note: str | None) -> None:
         print(note, file=sys.stderr)
 
 
-def _axes(directory: Path, all_runs: bool = False
+def study_axes(directory: Path, all_runs: bool = False
           ) -> tuple[list[str], list[dict[str, Any]], Any]:
     """(the study's swept keys, ``variant`` last; its export rows; its select rule or None)."""
     from sparseflow.store import StudyStore
@@ -396,7 +396,7 @@ def _baseline(text: str, axes: list[str], results: list[dict[str, Any]]) -> tupl
                        "the study's sparse runs")
 
 
-def _where(texts: list[str], axes: list[str],
+def where_runs(texts: list[str], axes: list[str],
            results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The runs that hold every ``--where AXIS=VALUE``. A run without the axis (the dense
     twin shared across a sparse-only axis) is kept: it pairs with every value."""
@@ -464,8 +464,8 @@ def print_tests(console: Console, directory: Path, *, metric: str = "test_accura
     ``where`` ("AXIS=VALUE" each): only the runs that hold those values (e.g. one dataset)."""
     from sparseflow.analysis import pvalue_table
 
-    axes, results, rule = _axes(directory, all_runs)
-    results = _where(where or [], axes, results)
+    axes, results, rule = study_axes(directory, all_runs)
+    results = where_runs(where or [], axes, results)
     base = _baseline(baseline, axes, results) if baseline is not None else None
     # A select axis is tuned away: never a default row or column (naming it is refused below).
     shown = [a for a in axes if rule is None or a != rule.axis]
@@ -488,7 +488,7 @@ def print_tests(console: Console, directory: Path, *, metric: str = "test_accura
         console.print(table.to_rich(width=console.width))
 
 
-def _check_test_options(metric: str, test: str, correction: str, alternative: str,
+def check_test_options(metric: str, test: str, correction: str, alternative: str,
                         alpha: float, fmt: str) -> None:
     """Refuse a bad option of ``study tests`` before the store is read."""
     from sparseflow.analysis.stats import ALTERNATIVES, CORRECTIONS, TESTS
@@ -535,7 +535,7 @@ def tests_cmd(
     sparse − dense with its 95% CI, n, and what they say (over the current plan's runs;
     --all-runs: every stored run). With --baseline: method vs baseline instead. A spec with
     select: compares only the runs chosen by validation and says which values were chosen."""
-    _check_test_options(metric, test, correction, alternative, alpha, fmt)
+    check_test_options(metric, test, correction, alternative, alpha, fmt)
     print_tests(Console(), directory, metric=metric, rows=rows, cols=cols, test=test,
                 correction=correction, alternative=alternative, alpha=alpha, fmt=fmt,
                 all_runs=all_runs, baseline=baseline, where=where)
@@ -553,7 +553,7 @@ def correlate_cmd(
     """Kendall τ of each run-average gradient-flow measure with test loss and accuracy."""
     from sparseflow.analysis import kendall_table
 
-    _, results, rule = _axes(directory, all_runs)
+    _, results, rule = study_axes(directory, all_runs)
     finished = [r for r in results if r.get("status") == "finished"]
     table = kendall_table(finished)
     print(table.to_markdown(absolute=not signed))
