@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,14 @@ def cli_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str
         except SystemExit as exc:
             assert not exc.code
     return spec, root / "study", out.getvalue()
+
+
+@cache
+def expanded_preset(name: str, scale: str) -> Any:
+    """The plan of a packaged preset, expanded once per session (a full-scale plan holds up to
+    36,000 runs; several tests read the same plans and none changes one)."""
+    from sparseflow import presets
+    from sparseflow.studies import expand
+    from sparseflow.studies.spec import load_spec
+
+    return expand(load_spec(presets.preset_path(name, scale)))

@@ -11,9 +11,10 @@ import yaml
 
 import sparseflow  # noqa: F401
 from sparseflow import presets
-from sparseflow.studies import expand, load_spec
+from sparseflow.studies import load_spec
 from sparseflow.studies.power_check import cell_pairs
 
+from tests.conftest import expanded_preset
 from tests.test_cli import _assert_one_line_error, _run
 from tests.test_studies_plan import spec_dict
 
@@ -29,7 +30,7 @@ def _stated(path: Path, pattern: str) -> list[int]:
 @pytest.mark.parametrize("name", presets.PRESETS)
 def test_every_preset_expands_to_the_runs_it_states(name: str, scale: str) -> None:
     path = presets.preset_path(name, scale)
-    plan = expand(load_spec(path))
+    plan = expanded_preset(name, scale)
     counts = plan.counts()
     assert counts["pairs"] == counts["sparse_runs"] > 0
     stated = _stated(path, "runs")

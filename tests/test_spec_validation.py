@@ -15,6 +15,7 @@ from sparseflow.studies import expand, load_spec
 from sparseflow.studies.plan import DEFAULT_MAX_RUNS, check_size
 from sparseflow.studies.spec import StudySpec
 
+from tests.conftest import expanded_preset
 from tests.test_cli import _assert_one_line_error, _run
 from tests.test_studies_plan import spec_dict
 
@@ -136,4 +137,4 @@ def test_every_preset_fits_the_default_limit(scale: str) -> None:
         sparse = math.prod(len(v) for v in spec.axes.values()) * pairs
         dense = math.prod(len(v) for k, v in spec.axes.items()
                           if not k.startswith("sparsity.")) * pairs
-        assert spec.run_count() == sparse + dense == len(expand(spec).runs)
+        assert spec.run_count() == sparse + dense == len(expanded_preset(name, scale).runs)
