@@ -52,7 +52,7 @@ def drop_forced(runs_dir: str | Path) -> None:
     so their group shapes are measured (measured records stay)."""
     folder = Path(runs_dir) / BATCHING_DIR
     for path in folder.glob("*.json") if folder.is_dir() else ():
-        if _how(path) != MEASURED:
+        if _record(path).get("how") != MEASURED:
             path.unlink(missing_ok=True)
 
 
@@ -71,16 +71,15 @@ def decide(runs_dir: str | Path, cfgs: Sequence[ExperimentConfig],
     return batched if theirs is None else theirs
 
 
+def _record(path: Path) -> dict:
+    """The record at ``path`` ({} when there is none or it is not ours: measure anew)."""
+    try:
+        record = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def _batched(path: Path) -> bool | None:
-    try:
-        value = read_json(path).get("batched")
-    except (OSError, ValueError, AttributeError):  # none yet, or not ours: measure
-        return None
+    value = _record(path).get("batched")
     return value if isinstance(value, bool) else None
-
-
-def _how(path: Path) -> str | None:
-    try:
-        return read_json(path).get("how")
-    except (OSError, ValueError, AttributeError):
-        return None
