@@ -1,13 +1,13 @@
 """Benchmark: one training step (forward + backward + mask enforcement + SGD-momentum step,
 batch 128) of a sparse MLP of width 3,076 on Fashion-MNIST shapes (784 in, 10 out, 2 hidden
-layers), every prunable layer at density d, with ``sparsity.backend`` sparse vs masked, against
-its dense twin (width round(3,076·√d): the same active weights per hidden layer; 308 at 1%).
-Goal: sparse ≤ 3× the dense twin at ≤ 5% density (masked dense: ≈ 20–100×).
+layers), every prunable layer at density d, with ``sparsity.backend`` masked, sparse and
+compact, against its dense twin (width round(3,076·√d): the same active weights per hidden
+layer; 308 at 1%). Goal: ≤ 3× the dense twin at ≤ 5% density (masked dense: ≈ 20–100×).
 
 Then the per-layer crossover behind ``auto``: forward + backward of one 3,076 × 3,076 layer,
 sparse / masked, over densities.
 
-The three sides run alternately (A, B, C, A, B, C, …) in one process; medians of the repeats.
+The sides run alternately (A, B, C, D, A, B, …) in one process; medians of the repeats.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import sparseflow  # noqa: F401
 from sparseflow.config.schema import ModelConfig
 from sparseflow.models import build_model
 from sparseflow.sparsity import Mask, MaskEnforcer, prunable_parameters
-from sparseflow.sparsity.backend import install_backend
+from sparseflow.sparsity.backend import install_backend, trained_parameters
 
 WIDTH, IN, OUT, BATCH = 3076, 784, 10, 128
 
@@ -50,7 +50,7 @@ def stepper(width: int, density: float | None, backend: str) -> Callable[[], Non
         install_backend(model, mask, backend, torch.device("cpu"))
         enforcer = MaskEnforcer(model, mask)
         enforcer.apply_to_weights()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    opt = torch.optim.SGD(trained_parameters(model), lr=0.01, momentum=0.9)
     g = torch.Generator().manual_seed(2)
     x, y = torch.randn(BATCH, IN, generator=g), torch.randint(0, OUT, (BATCH,), generator=g)
 
@@ -85,15 +85,17 @@ def step_table(densities: list[float], repeats: int, inner: int) -> None:
     print(f"Training step, MLP {IN}-{WIDTH}-{WIDTH}-{OUT}, batch {BATCH}, "
           f"{torch.get_num_threads()} threads (ms per step)")
     print(f"  {'density':>7} {'twin':>5} {'dense twin':>10} {'masked':>8} {'sparse':>8} "
-          f"{'masked/twin':>11} {'sparse/twin':>11} {'masked/sparse':>13}")
+          f"{'compact':>8} {'masked/twin':>11} {'sparse/twin':>11} {'compact/twin':>12} "
+          f"{'sparse/compact':>14}")
     for d in densities:
         twin = round(WIDTH * d ** 0.5)
-        t_dense, t_masked, t_sparse = interleaved(
-            [stepper(twin, None, ""), stepper(WIDTH, d, "masked"), stepper(WIDTH, d, "sparse")],
-            repeats, inner)
+        t_dense, t_masked, t_sparse, t_compact = interleaved(
+            [stepper(twin, None, ""), stepper(WIDTH, d, "masked"), stepper(WIDTH, d, "sparse"),
+             stepper(WIDTH, d, "compact")], repeats, inner)
         print(f"  {d:>7.0%} {twin:>5} {t_dense * 1e3:>10.1f} {t_masked * 1e3:>8.1f} "
-              f"{t_sparse * 1e3:>8.1f} {t_masked / t_dense:>10.1f}x {t_sparse / t_dense:>10.1f}x "
-              f"{t_masked / t_sparse:>12.1f}x")
+              f"{t_sparse * 1e3:>8.1f} {t_compact * 1e3:>8.1f} {t_masked / t_dense:>10.1f}x "
+              f"{t_sparse / t_dense:>10.1f}x {t_compact / t_dense:>11.1f}x "
+              f"{t_sparse / t_compact:>13.1f}x")
 
 
 def layer_step(density: float, backend: str) -> Callable[[], None]:

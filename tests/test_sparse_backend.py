@@ -1,7 +1,7 @@
-"""The sparse execution backend: the same numbers as masked dense (float tolerance, not
-bitwise) for the layer, whole runs under every registered optimizer, BatchNorm, dropout, the
-gradient-flow probes and a RigL run whose mask changes; auto's choice; ids and state_dicts
-unchanged."""
+"""The sparse execution backends: the same numbers as masked dense (float tolerance, not
+bitwise) for the layer, whole runs under every registered optimizer, BatchNorm, dropout and the
+gradient-flow probes, on the sparse path and in the compact layout, and a RigL run whose mask
+changes (sparse); auto's choice; ids and state_dicts unchanged."""
 
 from __future__ import annotations
 
@@ -189,22 +189,29 @@ def _assert_same_run(a: Any, b: Any) -> None:
     assert hb["test_loss"] == pytest.approx(ha["test_loss"], rel=1e-4)
 
 
+BACKENDS = ["sparse", "compact"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("opt", OPTIMIZERS.names())
-def test_runs_match_masked_for_every_optimizer(opt: str) -> None:
+def test_runs_match_masked_for_every_optimizer(opt: str, backend: str) -> None:
     over = {"optim": {"name": opt, "lr": 0.01}, "regularization": {"l2": 1e-4},
             "train": {"epochs": 2}}
-    _assert_same_run(_run("masked", **over), _run("sparse", **over))
+    _assert_same_run(_run("masked", **over), _run(backend, **over))
 
 
-def test_runs_match_with_batchnorm_and_dropout() -> None:
-    over = {"model": {"batchnorm": True}, "regularization": {"dropout": 0.2}}
-    _assert_same_run(_run("masked", **over), _run("sparse", **over))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_runs_match_with_batchnorm_dropout_and_decoupled_decay(backend: str) -> None:
+    over = {"model": {"batchnorm": True},
+            "regularization": {"dropout": 0.2, "weight_decay": 0.01}}
+    _assert_same_run(_run("masked", **over), _run(backend, **over))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("probe_set", ["fixed", "batch"])
-def test_probe_egf_matches_masked(probe_set: str) -> None:
+def test_probe_egf_matches_masked(probe_set: str, backend: str) -> None:
     over = {"gradflow": {"enabled": True, "probe_set": probe_set, "points": 3}}
-    a, b = _run("masked", **over), _run("sparse", **over)
+    a, b = _run("masked", **over), _run(backend, **over)
     _assert_same_run(a, b)
     pa, pb = a.state.extra["gradflow"], b.state.extra["gradflow"]
     assert [p["epoch"] for p in pa] == [p["epoch"] for p in pb] and len(pa) >= 2
@@ -227,8 +234,9 @@ def test_rigl_run_matches_masked_as_the_mask_changes() -> None:
     _assert_same_run(a, b)
 
 
-def test_sparse_runs_are_deterministic() -> None:
-    a, b = _run("sparse"), _run("sparse")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sparse_runs_are_deterministic(backend: str) -> None:
+    a, b = _run(backend), _run(backend)
     for k, v in a.state.model.state_dict().items():
         assert torch.equal(v, b.state.model.state_dict()[k]), k
 

@@ -239,12 +239,14 @@ class SparsityConfig(FrozenConfig):
         "paper), sparse_fanin (Evci), layer_scaled (Liu), standard (own init); auto = dense "
         "with dense_width, else standard."
     )
-    backend: Literal["masked", "sparse", "auto"] = Field(
+    backend: Literal["masked", "sparse", "compact", "auto"] = Field(
         "masked", description="How masked Linear layers compute: masked (dense weights times "
         "the mask, every existing result), sparse (CSR kernels whose cost scales with the "
-        "active weights; equal to masked up to float32 summation order), auto (sparse for "
-        "CPU Linear layers of density <= 10% and >= 65,536 weights, else masked). Convolutions "
-        "stay masked; ignored by dense runs."
+        "active weights; equal to masked up to float32 summation order), compact (sparse, and "
+        "the optimizer trains a vector of the active weights: updates and state cost them "
+        "too; static masks only), auto (for CPU Linear layers of density <= 10% and >= "
+        "65,536 weights compact, or sparse when the mask changes in training; else masked). "
+        "Convolutions stay masked; ignored by dense runs."
     )
     pai: PaiConfig = Field(default_factory=PaiConfig)
     dst: DstConfig = Field(default_factory=DstConfig)
@@ -300,6 +302,16 @@ class SparsityConfig(FrozenConfig):
         if self.layer_densities or self.layer_counts:
             raise ValueError(f"{' and '.join(split)} cannot apply to per-layer densities or "
                              "counts; give one sparsity.density instead")
+
+    @model_validator(mode="after")
+    def _compact_needs_a_static_mask(self) -> SparsityConfig:
+        # The compact layout keeps optimizer state per active weight: a mask that changes its
+        # positions would leave that state without a home.
+        if self.backend == "compact" and self.dynamic:
+            raise ValueError(f"sparsity.backend compact keeps the active positions fixed, but "
+                             f"masker {self.masker!r} changes them in training; use "
+                             "sparsity.backend: sparse (or masked) for dynamic sparse training")
+        return self
 
     @property
     def dynamic(self) -> bool:

@@ -21,18 +21,24 @@ code, ``dense_grads=True``) computes the full ``grad_yᵀ x``.
 The CSR indices are built from the mask and cached; a mask rewritten in place (dynamic sparse
 training, resume) bumps the mask tensor's version counter, and the next forward rebuilds them.
 
+Under ``compact`` (:mod:`sparseflow.sparsity.compact`) the layers on the sparse path also train
+their active weights as one vector: the optimizer's update and state, the gradient and the
+re-masking then cost the active weights too, not only the products.
+
 Results equal the masked dense layer's up to float32 summation order (not bitwise).
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from sparseflow.sparsity.compact import CompactLinearFunction, CompactValues
 from sparseflow.sparsity.mask import Mask
 
 # torch announces once per process that CSR support is "in beta"; the operations used here
@@ -40,7 +46,7 @@ from sparseflow.sparsity.mask import Mask
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state",
                         category=UserWarning)
 
-Backend = Literal["auto", "masked", "sparse"]
+Backend = Literal["auto", "masked", "sparse", "compact"]
 
 #: ``auto`` picks the sparse path for a Linear layer at or below this density (CPU only).
 #: From ``benchmarks/bench_sparse_step.py`` (forward + backward of one 3,076 × 3,076 layer,
@@ -59,7 +65,8 @@ class Layout:
 
     ``flat`` / ``flat_t``: int64 positions in ``W.reshape(-1)`` of the CSR values of ``W`` /
     ``Wᵀ`` (row-major order of each); ``crow``/``col`` and ``crow_t``/``col_t``: the CSR
-    row pointers and column indices.
+    row pointers and column indices; ``perm_t``: where each value of ``Wᵀ`` sits in ``W``'s
+    value order (``values_t = values[perm_t]``, the compact layout's transpose).
     """
 
     shape: tuple[int, int]
@@ -69,6 +76,7 @@ class Layout:
     flat_t: Tensor
     crow_t: Tensor
     col_t: Tensor
+    perm_t: Tensor
 
     @classmethod
     def from_mask(cls, active: Tensor, device: torch.device) -> Layout:
@@ -82,9 +90,10 @@ class Layout:
         # int32 CSR indices when they fit: int64 ones are converted on every product on CPU
         # (measured: the forward product 20x slower).
         idx = torch.int32 if active.numel() < 2**31 else torch.int64
+        flat_t = col_t * in_f + rows_t
         return cls(shape=(out_f, in_f), flat=flat, crow=_crow(rows, out_f).to(idx),
-                   col=col.to(idx), flat_t=col_t * in_f + rows_t,
-                   crow_t=_crow(rows_t, in_f).to(idx), col_t=col_t.to(idx))
+                   col=col.to(idx), flat_t=flat_t, crow_t=_crow(rows_t, in_f).to(idx),
+                   col_t=col_t.to(idx), perm_t=torch.searchsorted(flat, flat_t))
 
     def csr(self, values: Tensor) -> Tensor:
         """``W`` as a CSR tensor with ``values`` (in ``flat`` order)."""
@@ -183,8 +192,9 @@ class SparseLinearFunction(torch.autograd.Function):
 
 
 class _LayerState:
-    """What a :class:`SparseLinear` keeps: its mask tensor, the cached layout, and who may
-    allow partial weight gradients (the enforcer, attached by it)."""
+    """What a :class:`SparseLinear` keeps: its mask tensor, the cached layout, who may allow
+    partial weight gradients (the enforcer, attached by it) and, under ``compact``, the trained
+    vector of its active weights."""
 
     def __init__(self, active: Tensor, dense_grads: bool) -> None:
         self.active = active  # the Mask's tensor itself: rewritten in place by set_layer
@@ -195,6 +205,7 @@ class _LayerState:
         self.grad_buffer: Tensor | None = None  # reused as weight.grad on partial steps
         self.buffer_clean = False  # the buffer is 0 at every pruned position
         self.grad_masked = False  # weight.grad is the clean buffer plus partial gradients only
+        self.compact: CompactValues | None = None
 
     def layout_on(self, device: torch.device) -> Layout:
         """The cached layout, rebuilt when the mask changed (or the device did)."""
@@ -203,6 +214,8 @@ class _LayerState:
         if lay is None or v != self.version or lay.flat.device != device:
             self.layout, self.version = Layout.from_mask(self.active, device), v
             self.buffer_clean = self.grad_masked = False  # positions pruned now may hold values
+            if self.compact is not None:
+                self.compact.check_layout(self.layout)
         assert self.layout is not None
         return self.layout
 
@@ -223,12 +236,21 @@ class SparseLinear(nn.Linear):
     _sparse: _LayerState
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x Wᵀ + b`` for ``x`` of shape (..., in)."""
+        """``x Wᵀ + b`` for ``x`` of shape (..., in). Under ``compact`` a training step's
+        backward reaches the trained values, any other the dense weight (its mirror)."""
         state = self._sparse
         lead = x.shape[:-1]
-        y = SparseLinearFunction.apply(x.reshape(-1, x.shape[-1]), self.weight, self.bias,
-                                       state.layout_on(self.weight.device), state.partial(),
-                                       state)
+        x2 = x.reshape(-1, x.shape[-1])
+        layout = state.layout_on(self.weight.device)
+        partial = state.partial()
+        compact = state.compact
+        if compact is not None:
+            compact.sync(self.weight)
+            if partial:
+                y = CompactLinearFunction.apply(x2, compact.values, self.bias, layout)
+                return y.reshape(*lead, self.out_features)
+            partial = False  # the full gradient lands in weight.grad (the enforcer adds it)
+        y = SparseLinearFunction.apply(x2, self.weight, self.bias, layout, partial, state)
         return y.reshape(*lead, self.out_features)
 
 
@@ -236,17 +258,18 @@ def choose_layers(model: nn.Module, mask: Mask, backend: Backend,
                   device: torch.device) -> list[str]:
     """The masked Linear layers (weight names) that ``backend`` runs sparse.
 
-    ``masked``: none. ``sparse``: every masked Linear. ``auto``: on CPU, the masked Linear
-    layers of density ≤ :data:`AUTO_MAX_DENSITY` with ≥ :data:`AUTO_MIN_NUMEL` weights; on any
-    other device none, since the crossover was measured on CPU only (cuBLAS dense matmuls are
-    far faster relative to cuSPARSE, so the CPU rule would mislead). Convolutions stay masked.
+    ``masked``: none. ``sparse``, ``compact``: every masked Linear. ``auto``: on CPU, the
+    masked Linear layers of density ≤ :data:`AUTO_MAX_DENSITY` with ≥ :data:`AUTO_MIN_NUMEL`
+    weights; on any other device none, since the crossover was measured on CPU only (cuBLAS
+    dense matmuls are far faster relative to cuSPARSE, so the CPU rule would mislead).
+    Convolutions stay masked.
     """
     if backend == "masked":
         return []
     names = [f"{n}.weight" if n else "weight" for n, mod in model.named_modules()
              if type(mod) in (nn.Linear, SparseLinear)]
     names = [n for n in names if n in mask]
-    if backend == "sparse":
+    if backend in ("sparse", "compact"):
         return names
     if device.type != "cpu":
         return []
@@ -255,12 +278,16 @@ def choose_layers(model: nn.Module, mask: Mask, backend: Backend,
 
 
 def install_backend(model: nn.Module, mask: Mask | None, backend: Backend,
-                    device: torch.device, *, dense_grads: bool = False) -> list[str]:
+                    device: torch.device, *, dense_grads: bool = False,
+                    static: bool = False) -> list[str]:
     """Run the layers :func:`choose_layers` picks on the sparse path; returns their names.
 
     Call after the mask is final and before the :class:`~sparseflow.sparsity.MaskEnforcer`
-    is built (it attaches itself to these layers). ``dense_grads``: always compute the full
-    weight gradient (a probe that reads every step's raw gradient).
+    and the optimizer are built (the enforcer attaches itself to these layers; the optimizer
+    must be built over :func:`trained_parameters`). ``dense_grads``: always compute the full
+    weight gradient (a probe that reads every step's raw gradient). ``static``: the mask never
+    changes its positions, so ``auto`` puts its layers in the compact layout (``compact``
+    always does; ``sparse`` never).
     """
     if mask is None:
         return []
@@ -269,17 +296,30 @@ def install_backend(model: nn.Module, mask: Mask | None, backend: Backend,
     for name in chosen:
         mod = modules[name.removesuffix(".weight") if name != "weight" else ""]
         mod.__class__ = SparseLinear
-        mod._sparse = _LayerState(mask[name], dense_grads)
+        mod._sparse = state = _LayerState(mask[name], dense_grads)
+        if backend == "compact" or (backend == "auto" and static):
+            state.compact = CompactValues(mod.weight, mask[name], state.layout_on(device))
     if chosen:
         # CSR tensors are 'beta' in torch; the warning says nothing a user can act on.
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
     return chosen
 
 
+def trained_parameters(model: nn.Module, params: Iterable[Tensor] | None = None) -> list[Tensor]:
+    """``params`` (default: the model's parameters) as the optimizer and the regularizers must
+    see them: the dense weight of each compact layer replaced by its trained values vector."""
+    swap = {id(m.weight): m._sparse.compact.values for m in model.modules()
+            if type(m) is SparseLinear and m._sparse.compact is not None}
+    return [swap.get(id(p), p) for p in (model.parameters() if params is None else params)]
+
+
 def uninstall_backend(model: nn.Module) -> None:
-    """Back to plain ``nn.Linear`` everywhere (same parameters)."""
+    """Back to plain ``nn.Linear`` everywhere (same parameters; a compact layer's trained
+    values are written into its weight first)."""
     for mod in model.modules():
         if type(mod) is SparseLinear:
+            if mod._sparse.compact is not None:
+                mod._sparse.compact.sync(mod.weight)
             mod.__class__ = nn.Linear
             del mod._sparse
 

@@ -26,6 +26,11 @@ where ``masked_fill_`` is a vectorized kernel too, it is used directly.
 Layers on the sparse backend (:mod:`sparseflow.sparsity.backend`) ask the enforcer whether a
 backward may skip the pruned positions of the weight gradient: only inside a training step
 (``before_step`` → ``after_backward``) and only when no one asked for the raw gradient.
+
+Layers in the compact layout (:mod:`sparseflow.sparsity.compact`) are trained through their
+vector of active values: after the step the enforcer writes it into the dense weight instead of
+re-masking it (pruned entries are never written), and a full weight gradient taken inside a step
+is masked as usual and its active entries added to the values' gradient.
 """
 
 from __future__ import annotations
@@ -84,12 +89,21 @@ class MaskEnforcer:
             if isinstance(mod, SparseLinear):
                 mod._sparse.enforcer = self
                 self._sparse[id(mod.weight)] = mod._sparse
+        #: (weight, its CompactValues) of the layers in the compact layout; the other pairs are
+        #: masked in place.
+        self._compact = [(p, self._sparse[id(p)].compact) for _, p, _, _ in self._pairs
+                         if id(p) in self._sparse and self._sparse[id(p)].compact is not None]
+        compact_ids = {id(p) for p, _ in self._compact}
+        self._masked = [pair for pair in self._pairs if id(pair[1]) not in compact_ids]
 
     @torch.no_grad()
     def apply_to_weights(self) -> None:
-        """Set every pruned weight to exactly 0."""
-        for _, p, keep, pruned in self._pairs:
+        """Set every pruned weight to exactly 0 (a compact layer: bring its weight in step with
+        its trained values, whose pruned entries are 0 by construction)."""
+        for _, p, keep, pruned in self._masked:
             zero_pruned_(p, keep, pruned)
+        for p, compact in self._compact:
+            compact.sync(p)
 
     @torch.no_grad()
     def apply_to_grads(self) -> None:
@@ -101,6 +115,10 @@ class MaskEnforcer:
             if p.grad is not None and not self._masked_already(p):
                 zero_pruned_(p.grad, keep, pruned)
                 self._note_masked(p)
+        if self.in_step:  # a full gradient of a compact layer's weight, taken in this step
+            for p, compact in self._compact:
+                if p.grad is not None:
+                    compact.add_dense_grad(p.grad)
 
     def _masked_already(self, p: nn.Parameter) -> bool:
         """A sparse-backend gradient built only at active positions (skips a dense pass)."""
@@ -130,13 +148,16 @@ class MaskEnforcer:
 
     # Hook interface (see sparseflow.train.hooks) ----------------------------------------------
     def before_step(self, state: object) -> None:
-        """The training step's backward may take partial weight gradients (sparse backend)."""
+        """The training step's backward may take partial weight gradients (sparse backend); a
+        compact layer's weight gradient is cleared (the optimizer does not zero it)."""
         self.in_step = True
+        for p, _ in self._compact:
+            p.grad = None
 
     def after_backward(self, state: object) -> None:
         """Mask gradients before anything else sees them."""
-        self.in_step = False
         self.apply_to_grads()
+        self.in_step = False
 
     def after_step(self, state: object) -> None:
         """Re-mask weights after the optimizer step."""

@@ -31,7 +31,7 @@ from sparseflow.sparsity import (
     layer_counts,
     prunable_parameters,
 )
-from sparseflow.sparsity.backend import install_backend
+from sparseflow.sparsity.backend import install_backend, trained_parameters
 from sparseflow.sparsity.dst import initial_mask_config
 from sparseflow.train.callbacks import EarlyStopping, LRSchedule
 from sparseflow.train.divergence import StopOnDivergence
@@ -224,8 +224,10 @@ def build_run(cfg: ExperimentConfig, data: DataBundle | None = None) -> Built:
         scale_active_weights(cfg, model, mask, twin)
     model.to(device)
     # Before the enforcer (it attaches to these layers); a batch-mode probe reads every raw grad.
-    install_backend(model, mask, cfg.sparsity.backend, device, dense_grads=_batch_probe(cfg))
-    optimizer = build_optimizer(model.parameters(), cfg.optim)
+    install_backend(model, mask, cfg.sparsity.backend, device, dense_grads=_batch_probe(cfg),
+                    static=not cfg.sparsity.dynamic)
+    # Under sparsity.backend compact the optimizer trains each layer's vector of active weights.
+    optimizer = build_optimizer(trained_parameters(model), cfg.optim)
     n = len(data.train)
     bs = cfg.train.batch_size
     steps = max(n // bs if cfg.train.drop_last else -(-n // bs), 1)
@@ -246,7 +248,7 @@ def build_run(cfg: ExperimentConfig, data: DataBundle | None = None) -> Built:
             dst = build_dst_hook(cfg, enforcer, optimizer, model, cfg.train.epochs * steps, probe)
             hooks.append(dst)
     reg = cfg.regularization
-    targets = decay_targets(model, reg.l2_on_all)
+    targets = trained_parameters(model, decay_targets(model, reg.l2_on_all))
     if reg.l2 > 0:
         hooks.append(CoupledL2(targets, reg.l2))
     if reg.weight_decay > 0:
