@@ -44,8 +44,8 @@ SMALL = {"train_subset": 4000, "epochs": 4, "fractions": [0.1, 0.5, 0.9], "seeds
          "points": 5}
 
 
-def spec(size: dict[str, Any]) -> dict[str, Any]:
-    """The study spec of the grid."""
+def spec(size: dict[str, Any], backend: str = "masked") -> dict[str, Any]:
+    """The study spec of the grid (``backend``: the study's ``sparsity.backend``)."""
     return {
         "name": "grid-bench",
         "base": {
@@ -54,6 +54,7 @@ def spec(size: dict[str, Any]) -> dict[str, Any]:
             "optim": {"name": "momentum", "lr": 0.05},
             "train": {"epochs": size["epochs"], "batch_size": 128, "eval_test": "end"},
             "gradflow": {"points": size["points"]},
+            "sparsity": {"backend": backend},
         },
         "variants": ["NR", "BN"],
         "variant_defs": {},
@@ -98,7 +99,8 @@ def handwritten_run(config: dict[str, Any]) -> int:
     from sparseflow.train.probe import probe_epochs
 
     torch.set_num_threads(1)
-    cfg = build_config(config)
+    # the script computes masked dense whatever backend the study's side uses
+    cfg = build_config({**config, "sparsity": {**config["sparsity"], "backend": "masked"}})
     key = cfg.data.model_dump_json()
     if key not in _DATA:
         _DATA[key] = load_data(cfg.data)
@@ -175,6 +177,10 @@ def main() -> None:
     ap.add_argument("--small", action="store_true", help="a ~2 minute version of the grid")
     ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default: 2 "
                     "small, 1 full)")
+    ap.add_argument("--backend", default="masked", choices=["masked", "auto", "sparse",
+                                                            "compact"],
+                    help="the study's sparsity.backend (the hand-written side computes masked "
+                    "dense; auto: the compact layout for the layers of density <= 10%%)")
     args = ap.parse_args()
     size = SMALL if args.small else FULL
     repeats = args.repeats or (2 if args.small else 1)
@@ -184,7 +190,7 @@ def main() -> None:
     from sparseflow.studies import expand
     from sparseflow.studies.spec import StudySpec
 
-    the_spec = spec(size)
+    the_spec = spec(size, args.backend)
     spec_path = fresh_dir() / "grid.yaml"
     spec_path.write_text(yaml.safe_dump(the_spec))
     configs = [r.config for r in expand(StudySpec.model_validate(the_spec)).runs]
