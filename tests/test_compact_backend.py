@@ -1,8 +1,8 @@
 """The compact layout (sparsity.backend: compact): the layer against torch.autograd on the
 masked dense product, the optimizer training only the active weights, the dense weight kept in
-step as its mirror (resume, outside writes), auto's choice and what it refuses. Whole runs
-against masked dense under every optimizer, BatchNorm, dropout, decay and the probes:
-tests/test_sparse_backend.py."""
+step as its mirror (outside writes), auto's choice and what it refuses. Whole runs against
+masked dense under every optimizer, BatchNorm, dropout, decay and the probes, and a run resumed
+in parts: tests/test_sparse_backend.py."""
 
 from __future__ import annotations
 
@@ -127,22 +127,6 @@ def test_a_mask_whose_positions_change_is_refused() -> None:
     enforcer.set_layer("0.weight", ~mask["0.weight"])
     with pytest.raises(RuntimeError, match="changed its active positions"):
         model(x)
-
-
-def test_compact_in_parts_is_bitwise_the_run_in_one_go(tmp_path: Any) -> None:
-    from sparseflow.train.run import run_experiment
-
-    cfg = ExperimentConfig.model_validate(tiny(
-        optim={"name": "adam", "lr": 0.01}, train={"epochs": 3},
-        regularization={"weight_decay": 0.01},
-        sparsity={"density": 0.3, "backend": "compact"}))
-    whole = run_experiment(cfg, tmp_path / "one")
-    assert run_experiment(cfg, tmp_path / "parts", until_epoch=1).status == "partial"
-    parts = run_experiment(cfg, tmp_path / "parts")
-    a = torch.load(whole.run_dir / "final.pt", weights_only=True)
-    b = torch.load(parts.run_dir / "final.pt", weights_only=True)
-    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
-    assert whole.summary["test_loss"] == parts.summary["test_loss"]
 
 
 def test_dynamic_sparse_training_is_refused_in_one_line(
