@@ -252,12 +252,17 @@ def test_default_backend_keeps_ids_and_refuses_unknown_names() -> None:
         ExperimentConfig.model_validate(base))
     with pytest.raises(ValueError, match="backend"):
         ExperimentConfig.model_validate(tiny(sparsity={"backend": "csr"}))
+    # a dense run ignores the backend: the same id (and run) under every backend
+    dense = [ExperimentConfig.model_validate(tiny(sparsity={"backend": b}))
+             for b in ("masked", "auto", "compact")]
+    assert len({config_id(c) for c in dense}) == 1
 
 
 def test_vectorized_engine_keeps_to_masked_runs() -> None:
     masked = ExperimentConfig.model_validate(tiny(sparsity={"density": 0.3}))
     sparse = ExperimentConfig.model_validate(tiny(sparsity={"density": 0.3, "backend": "auto"}))
-    assert vectorizable(masked) and not vectorizable(sparse)
+    dense = ExperimentConfig.model_validate(tiny(sparsity={"backend": "auto"}))
+    assert vectorizable(masked) and not vectorizable(sparse) and vectorizable(dense)
 
 
 def test_auto_in_a_run_puts_only_large_sparse_linear_layers_on_the_sparse_path() -> None:

@@ -4,7 +4,9 @@ The canonical form keeps only values that differ from their defaults, recursivel
 keys. Adding a field with a default that changes nothing therefore keeps every old id; ``name``
 and ``seed`` are excluded (a label and a replicate index, not a different experiment), and so is
 ``train.log`` (a TensorBoard log observes a run without changing it) and ``train.eval_val`` /
-``train.eval_test`` (evaluation runs in eval mode without randomness: it never changes training).
+``train.eval_test`` (evaluation runs in eval mode without randomness: it never changes training),
+and a dense run's ``sparsity.backend`` (it has no masked layer to run otherwise, so a study's
+dense twins are the same runs whichever backend its sparse runs use).
 """
 
 from __future__ import annotations
@@ -66,7 +68,10 @@ def _default(cls: type[BaseModel], name: str) -> Any:
 def canonical(cfg: ExperimentConfig) -> dict[str, Any]:
     """The canonical (non-default, id-relevant) form of an experiment config."""
     out = {k: v for k, v in non_default(cfg).items() if k not in _NOT_IDENTITY}
-    for section, name in _NOT_IDENTITY_NESTED:
+    dropped = set(_NOT_IDENTITY_NESTED)
+    if not cfg.sparsity.is_sparse:
+        dropped.add(("sparsity", "backend"))
+    for section, name in dropped:
         sub = out.get(section)
         if isinstance(sub, dict) and name in sub:
             sub = {k: v for k, v in sub.items() if k != name}

@@ -38,7 +38,8 @@ def vectorizable(cfg: ExperimentConfig) -> bool:
     return (cfg.model.name in VECTORIZABLE_FAMILIES
             and not (cfg.gradflow.enabled and cfg.gradflow.probe_set == "batch")
             and not (cfg.sparsity.is_sparse and cfg.sparsity.dynamic)
-            and cfg.sparsity.backend == "masked"  # batched bmm weights: no per-run CSR path
+            # batched bmm weights: no per-run CSR path (a dense run ignores the backend)
+            and (cfg.sparsity.backend == "masked" or not cfg.sparsity.is_sparse)
             and cfg.train.log == "none")  # the TensorBoard log is a hook of single runs
 
 
