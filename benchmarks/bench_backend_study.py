@@ -19,7 +19,6 @@ training time per dense-width fraction on each side, and the ratios.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import time
 from collections import defaultdict
@@ -35,8 +34,7 @@ def sliced_spec(optimizers: list[str], variants: list[str], sparse_width: int,
     """The cpu bn preset at ``sparse_width``, restricted to ``optimizers`` × ``variants``."""
     from sparseflow.presets import preset_path
 
-    spec = yaml.safe_load(preset_path("bn", "cpu").read_text())
-    spec = copy.deepcopy(spec)
+    spec = yaml.safe_load(preset_path("bn", "cpu").read_text())  # a fresh dict: edited below
     spec["name"] = f"bn-cpu-w{sparse_width}-{backend}"
     spec["axes"]["optim.name"] = optimizers
     spec["linked"]["optim.name"] = {o: spec["linked"]["optim.name"][o] for o in optimizers}
