@@ -256,6 +256,8 @@ def test_default_backend_keeps_ids_and_refuses_unknown_names() -> None:
     dense = [ExperimentConfig.model_validate(tiny(sparsity={"backend": b}))
              for b in ("masked", "auto", "compact")]
     assert len({config_id(c) for c in dense}) == 1
+    assert {c.sparsity.effective_backend for c in dense} == {"masked"}
+    assert ExperimentConfig.model_validate(other).sparsity.effective_backend == "sparse"
 
 
 def test_vectorized_engine_keeps_to_masked_runs() -> None:

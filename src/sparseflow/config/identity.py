@@ -5,8 +5,8 @@ keys. Adding a field with a default that changes nothing therefore keeps every o
 and ``seed`` are excluded (a label and a replicate index, not a different experiment), and so is
 ``train.log`` (a TensorBoard log observes a run without changing it) and ``train.eval_val`` /
 ``train.eval_test`` (evaluation runs in eval mode without randomness: it never changes training),
-and a dense run's ``sparsity.backend`` (it has no masked layer to run otherwise, so a study's
-dense twins are the same runs whichever backend its sparse runs use).
+and a ``sparsity.backend`` that is not in force (a dense run's, see
+:attr:`~sparseflow.config.schema.SparsityConfig.effective_backend`).
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def canonical(cfg: ExperimentConfig) -> dict[str, Any]:
     """The canonical (non-default, id-relevant) form of an experiment config."""
     out = {k: v for k, v in non_default(cfg).items() if k not in _NOT_IDENTITY}
     dropped = set(_NOT_IDENTITY_NESTED)
-    if not cfg.sparsity.is_sparse:
-        dropped.add(("sparsity", "backend"))
+    if cfg.sparsity.effective_backend != cfg.sparsity.backend:
+        dropped.add(("sparsity", "backend"))  # a dense run: the backend is not in force
     for section, name in dropped:
         sub = out.get(section)
         if isinstance(sub, dict) and name in sub:

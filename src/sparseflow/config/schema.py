@@ -327,6 +327,16 @@ class SparsityConfig(FrozenConfig):
                 or self.dense_width is not None)
 
     @property
+    def effective_backend(self) -> str:
+        """The backend in force: ``backend`` for a sparse run; ``masked`` for a dense one.
+
+        A dense run has no masked layer for another backend to run, so it trains the same
+        whichever backend is asked for. Run identity, grouping and building all read this, so
+        a study's dense twins are the same runs under any backend of its sparse runs.
+        """
+        return self.backend if self.is_sparse else "masked"
+
+    @property
     def init_policy(self) -> str:
         """The init policy in force ('auto' resolved)."""
         if self.init != "auto":

@@ -33,6 +33,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 import torch
@@ -65,8 +66,9 @@ class Layout:
 
     ``flat`` / ``flat_t``: int64 positions in ``W.reshape(-1)`` of the CSR values of ``W`` /
     ``Wᵀ`` (row-major order of each); ``crow``/``col`` and ``crow_t``/``col_t``: the CSR
-    row pointers and column indices; ``perm_t``: where each value of ``Wᵀ`` sits in ``W``'s
-    value order (``values_t = values[perm_t]``, the compact layout's transpose).
+    row pointers and column indices; :attr:`perm_t` (built on first use): where each value of
+    ``Wᵀ`` sits in ``W``'s value order (``values_t = values[perm_t]``, the compact layout's
+    transpose).
     """
 
     shape: tuple[int, int]
@@ -76,7 +78,15 @@ class Layout:
     flat_t: Tensor
     crow_t: Tensor
     col_t: Tensor
-    perm_t: Tensor
+
+    @cached_property
+    def perm_t(self) -> Tensor:
+        """Where each value of ``Wᵀ`` sits in ``W``'s value order (int64, nnz).
+
+        Only the compact layout reads it; built on first use, since a dynamic mask rebuilds
+        the layout at every update and the sparse path never needs it.
+        """
+        return torch.searchsorted(self.flat, self.flat_t)
 
     @classmethod
     def from_mask(cls, active: Tensor, device: torch.device) -> Layout:
@@ -93,7 +103,7 @@ class Layout:
         flat_t = col_t * in_f + rows_t
         return cls(shape=(out_f, in_f), flat=flat, crow=_crow(rows, out_f).to(idx),
                    col=col.to(idx), flat_t=flat_t, crow_t=_crow(rows_t, in_f).to(idx),
-                   col_t=col_t.to(idx), perm_t=torch.searchsorted(flat, flat_t))
+                   col_t=col_t.to(idx))
 
     def csr(self, values: Tensor) -> Tensor:
         """``W`` as a CSR tensor with ``values`` (in ``flat`` order)."""

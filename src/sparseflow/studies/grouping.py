@@ -38,8 +38,8 @@ def vectorizable(cfg: ExperimentConfig) -> bool:
     return (cfg.model.name in VECTORIZABLE_FAMILIES
             and not (cfg.gradflow.enabled and cfg.gradflow.probe_set == "batch")
             and not (cfg.sparsity.is_sparse and cfg.sparsity.dynamic)
-            # batched bmm weights: no per-run CSR path (a dense run ignores the backend)
-            and (cfg.sparsity.backend == "masked" or not cfg.sparsity.is_sparse)
+            # batched bmm weights: no per-run CSR path
+            and cfg.sparsity.effective_backend == "masked"
             and cfg.train.log == "none")  # the TensorBoard log is a hook of single runs
 
 

@@ -224,8 +224,8 @@ def build_run(cfg: ExperimentConfig, data: DataBundle | None = None) -> Built:
         scale_active_weights(cfg, model, mask, twin)
     model.to(device)
     # Before the enforcer (it attaches to these layers); a batch-mode probe reads every raw grad.
-    install_backend(model, mask, cfg.sparsity.backend, device, dense_grads=_batch_probe(cfg),
-                    static=not cfg.sparsity.dynamic)
+    install_backend(model, mask, cfg.sparsity.effective_backend, device,
+                    dense_grads=_batch_probe(cfg), static=not cfg.sparsity.dynamic)
     # Under sparsity.backend compact the optimizer trains each layer's vector of active weights.
     optimizer = build_optimizer(trained_parameters(model), cfg.optim)
     n = len(data.train)
