@@ -4,6 +4,10 @@ layers), every prunable layer at density d, with ``sparsity.backend`` masked, sp
 compact, against its dense twin (width round(3,076·√d): the same active weights per hidden
 layer; 308 at 1%). Goal: ≤ 3× the dense twin at ≤ 5% density (masked dense: ≈ 20–100×).
 
+Then where the compact step's time goes: the CSR products alone (``torch.sparse.mm``,
+``sampled_addmm``, from a profile of the same steps), their GFLOP/s, and their time against the
+whole dense twin's step — the ratio no bookkeeping can get below.
+
 Then the per-layer crossover behind ``auto``: forward + backward of one 3,076 × 3,076 layer,
 sparse / masked, over densities.
 
@@ -98,6 +102,38 @@ def step_table(densities: list[float], repeats: int, inner: int) -> None:
               f"{t_sparse / t_compact:>13.1f}x")
 
 
+#: The profiler's names of the CSR products (``torch.sparse.mm`` dispatches to addmm).
+SPARSE_OPS = ("aten::addmm", "aten::sparse_sampled_addmm")
+
+
+def product_flops(density: float) -> float:
+    """FLOPs of one compact step's sparse products: forward and weight gradient of every layer,
+    input gradient of all but the first (2 FLOPs per active weight and example each)."""
+    model = mlp(WIDTH)
+    nnz = [round(p.numel() * density) for p in prunable_parameters(model).values()]
+    return 2.0 * BATCH * (2 * sum(nnz) + sum(nnz[1:]))
+
+
+def kernel_table(densities: list[float], steps: int) -> None:
+    print("Compact step: the sparse products alone (profiled) against the dense twin's step")
+    print(f"  {'density':>7} {'step ms':>8} {'products ms':>11} {'share':>6} {'GFLOP/s':>8} "
+          f"{'products/twin':>13}")
+    for d in densities:
+        step, twin = stepper(WIDTH, d, "compact"), stepper(round(WIDTH * d ** 0.5), None, "")
+        t_twin = interleaved([twin], 3, steps)[0]
+        for _ in range(2):
+            step()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            t_step = (time.perf_counter() - t0) / steps
+        t_ops = sum(e.self_cpu_time_total for e in prof.key_averages()
+                    if e.key in SPARSE_OPS) / 1e6 / steps  # µs → s per step
+        print(f"  {d:>7.0%} {t_step * 1e3:>8.1f} {t_ops * 1e3:>11.1f} {t_ops / t_step:>5.0%} "
+              f"{product_flops(d) / t_ops / 1e9:>8.1f} {t_ops / t_twin:>12.1f}x")
+
+
 def layer_step(density: float, backend: str) -> Callable[[], None]:
     layer = nn.Linear(WIDTH, WIDTH)
     wrapper = nn.Sequential(layer)
@@ -137,6 +173,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     step_table(args.densities, args.repeats, args.inner)
+    kernel_table(args.densities, args.repeats * args.inner)
     crossover_table(args.crossover, args.repeats, args.inner)
 
 
