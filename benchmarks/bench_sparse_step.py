@@ -71,6 +71,11 @@ def stepper(width: int, density: float | None, backend: str) -> Callable[[], Non
     return step
 
 
+def twin_width(density: float) -> int:
+    """Width of the dense twin with the sparse net's active weights per hidden layer."""
+    return round(WIDTH * density ** 0.5)
+
+
 def interleaved(fns: list[Callable[[], None]], repeats: int, inner: int) -> list[float]:
     """Median seconds per call of each function, measured alternately."""
     for f in fns:
@@ -92,7 +97,7 @@ def step_table(densities: list[float], repeats: int, inner: int) -> None:
           f"{'compact':>8} {'masked/twin':>11} {'sparse/twin':>11} {'compact/twin':>12} "
           f"{'sparse/compact':>14}")
     for d in densities:
-        twin = round(WIDTH * d ** 0.5)
+        twin = twin_width(d)
         t_dense, t_masked, t_sparse, t_compact = interleaved(
             [stepper(twin, None, ""), stepper(WIDTH, d, "masked"), stepper(WIDTH, d, "sparse"),
              stepper(WIDTH, d, "compact")], repeats, inner)
@@ -119,7 +124,7 @@ def kernel_table(densities: list[float], steps: int) -> None:
     print(f"  {'density':>7} {'step ms':>8} {'products ms':>11} {'share':>6} {'GFLOP/s':>8} "
           f"{'products/twin':>13}")
     for d in densities:
-        step, twin = stepper(WIDTH, d, "compact"), stepper(round(WIDTH * d ** 0.5), None, "")
+        step, twin = stepper(WIDTH, d, "compact"), stepper(twin_width(d), None, "")
         t_twin = interleaved([twin], 3, steps)[0]
         for _ in range(2):
             step()
